@@ -1,0 +1,154 @@
+//! The client half of the Raft transport: RPCs to other masters over HTTP.
+//!
+//! Each RPC is a `POST /raft/<name>` whose body is the bincode request and whose
+//! answer is the bincode of `Result<response, RaftError>`, authenticated with the
+//! cluster's peer secret as a bearer token. Transport failures become openraft's
+//! `Unreachable` (connection refused: openraft backs off) or `Network` errors;
+//! an error the remote Raft returned becomes `RemoteError`.
+
+use crate::codec;
+use crate::types::{Member, MemberId, TypeConfig};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use std::time::Duration;
+
+/// Path prefix of the Raft RPC routes.
+pub const RPC_PREFIX: &str = "/raft";
+
+/// Builds the HTTP client used for peer traffic. One place, so TLS slots in here.
+///
+/// # Errors
+/// When the TLS or connector setup fails.
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// Creates one [`Peer`] per target member.
+#[derive(Clone)]
+pub struct Network {
+    client: reqwest::Client,
+    secret: String,
+}
+
+impl Network {
+    /// A network that authenticates with `secret`.
+    pub fn new(client: reqwest::Client, secret: String) -> Network {
+        Network { client, secret }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: MemberId, node: &Member) -> Peer {
+        Peer {
+            client: self.client.clone(),
+            secret: self.secret.clone(),
+            target,
+            member: node.clone(),
+        }
+    }
+}
+
+/// The connection to one member.
+pub struct Peer {
+    client: reqwest::Client,
+    secret: String,
+    target: MemberId,
+    member: Member,
+}
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<MemberId, Member, RaftError<MemberId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let url = format!("http://{}{}/{}", self.member.addr, RPC_PREFIX, rpc);
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(&self.secret)
+            .timeout(option.hard_ttl())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let err =
+                std::io::Error::other(format!("{rpc} to {}: HTTP {status}: {text}", self.member));
+            return Err(RPCError::Network(NetworkError::new(&err)));
+        }
+        let result: Result<Resp, RaftError<MemberId, E>> =
+            codec::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.member.clone(),
+                e,
+            ))
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<MemberId>, RPCError<MemberId, Member, RaftError<MemberId>>>
+    {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<MemberId>,
+        RPCError<MemberId, Member, RaftError<MemberId, InstallSnapshotError>>,
+    > {
+        self.call("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<MemberId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<MemberId>, RPCError<MemberId, Member, RaftError<MemberId>>> {
+        self.call("vote", &rpc, &option).await
+    }
+}

@@ -1,0 +1,248 @@
+//! The state machine: committed entries applied, in order, to the storage engine.
+//!
+//! Each entry is applied in one RocksDB write batch together with the *marker*:
+//! the last applied log id and the last membership. Data and marker therefore
+//! never diverge, and on restart openraft resumes applying right after the
+//! marker's log id.
+//!
+//! Snapshots are a consistent export of the engine taken inside the state
+//! machine task (so no entry is half applied), saved to `snapshot.bin` in the
+//! data directory (write, fsync, rename) so the current snapshot survives a
+//! restart, and streamed to lagging members by openraft in chunks.
+//!
+//! Every applied revision is published on a [`tokio::sync::watch`] channel;
+//! watchers read the events they have not seen from the engine's history, so a
+//! slow watcher never loses events and a snapshot install needs no special case.
+
+use crate::codec;
+use crate::types::{LogId, Member, MemberId, Reply, StorageError, StoredMembership, TypeConfig};
+use flotilla_storage::{Engine, Revision};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{AnyError, Entry, EntryPayload, OptionalSend, SnapshotMeta, StorageIOError};
+use serde::{Deserialize, Serialize};
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What the state machine stores beside the data, in the same batch.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+struct Marker {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// A snapshot as kept on disk.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<MemberId, Member>,
+    data: Vec<u8>,
+}
+
+/// The state machine over the engine.
+pub struct StateMachine {
+    engine: Arc<Engine>,
+    marker: Marker,
+    snapshot_path: PathBuf,
+    snapshot_seq: u64,
+    revision: watch::Sender<Revision>,
+    snapshot_installs: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+impl StateMachine {
+    /// Opens the state machine over `engine`, keeping its snapshot in `dir`.
+    ///
+    /// # Errors
+    /// When the stored marker cannot be read or decoded.
+    pub fn open(
+        engine: Arc<Engine>,
+        dir: &Path,
+        revision: watch::Sender<Revision>,
+        snapshot_installs: Arc<std::sync::atomic::AtomicU64>,
+    ) -> crate::Result<StateMachine> {
+        let marker = match engine.marker()? {
+            Some(bytes) => codec::decode(&bytes)?,
+            None => Marker::default(),
+        };
+        revision.send_replace(engine.revision());
+        Ok(StateMachine {
+            engine,
+            marker,
+            snapshot_path: dir.join("snapshot.bin"),
+            snapshot_seq: 0,
+            revision,
+            snapshot_installs,
+        })
+    }
+
+    fn encoded_marker(&self) -> Result<Vec<u8>, StorageError> {
+        codec::encode(&self.marker).map_err(sm_err)
+    }
+
+    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        match std::fs::read(&self.snapshot_path) {
+            Ok(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)).into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageIOError::read_snapshot(None, AnyError::new(&e)).into()),
+        }
+    }
+}
+
+/// Builds a snapshot from an export taken when the builder was made.
+pub struct SnapshotBuilder {
+    snapshot: Option<StoredSnapshot>,
+    save_to: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let stored = self
+            .snapshot
+            .take()
+            .ok_or_else(|| sm_err("snapshot builder used twice"))?;
+        save_snapshot(&self.save_to, &stored)?;
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+/// Writes a snapshot file durably: temporary file, fsync, rename, fsync of the
+/// directory, so a crash leaves either the old snapshot or the new one.
+fn save_snapshot(path: &Path, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
+    let bytes = codec::encode(snapshot).map_err(sm_err)?;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        StorageIOError::write_snapshot(Some(snapshot.meta.signature()), AnyError::new(&e)).into()
+    })
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.marker.last_applied, self.marker.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut replies = Vec::new();
+        for entry in entries {
+            self.marker.last_applied = Some(entry.log_id);
+            let reply = match entry.payload {
+                EntryPayload::Blank => {
+                    self.engine
+                        .set_marker(&self.encoded_marker()?)
+                        .map_err(sm_err)?;
+                    None
+                }
+                EntryPayload::Membership(membership) => {
+                    self.marker.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    self.engine
+                        .set_marker(&self.encoded_marker()?)
+                        .map_err(sm_err)?;
+                    None
+                }
+                EntryPayload::Normal(request) => {
+                    // An I/O error here stops the member (openraft treats a
+                    // storage error as fatal) rather than letting replicas drift.
+                    let applied = self
+                        .engine
+                        .apply(&request, &self.encoded_marker()?)
+                        .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
+                    if !applied.events.is_empty() {
+                        self.revision.send_replace(applied.revision);
+                    }
+                    Some(applied.response)
+                }
+            };
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Export here, inside the state machine task: nothing is being applied,
+        // so the export and the marker describe the same point in the log.
+        self.snapshot_seq += 1;
+        let snapshot = self.engine.export().ok().map(|data| {
+            let last = self.marker.last_applied;
+            let snapshot_id = match last {
+                Some(id) => format!("{}-{}-{}", id.leader_id, id.index, self.snapshot_seq),
+                None => format!("empty-{}", self.snapshot_seq),
+            };
+            StoredSnapshot {
+                meta: SnapshotMeta {
+                    last_log_id: last,
+                    last_membership: self.marker.membership.clone(),
+                    snapshot_id,
+                },
+                data,
+            }
+        });
+        SnapshotBuilder {
+            snapshot,
+            save_to: self.snapshot_path.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<MemberId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        self.marker = Marker {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        self.engine
+            .import(&data, &self.encoded_marker()?)
+            .map_err(|e| {
+                StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
+            })?;
+        save_snapshot(
+            &self.snapshot_path,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            },
+        )?;
+        self.snapshot_installs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.revision.send_replace(self.engine.revision());
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self.load_snapshot()?.map(|stored| Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}

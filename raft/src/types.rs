@@ -1,0 +1,48 @@
+//! openraft type wiring: every type parameter of the Raft instance in one place.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A member's Raft id: random at join, stable for the member's life.
+pub type MemberId = u64;
+
+/// What the cluster knows about a member: its name and the address that serves
+/// both the API and the Raft RPCs (`HOST:PORT`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Member {
+    /// Human name, unique in the cluster (`ctl member remove NAME`).
+    pub name: String,
+    /// `HOST:PORT` other members and clients reach this member at.
+    pub addr: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.addr)
+    }
+}
+
+/// The result of applying one log entry: `None` for entries that carry no
+/// command (blank leader entries, membership changes).
+pub type Reply = Option<flotilla_storage::Response>;
+
+openraft::declare_raft_types!(
+    /// Flotilla's Raft type configuration.
+    pub TypeConfig:
+        D = flotilla_storage::Request,
+        R = Reply,
+        NodeId = MemberId,
+        Node = Member,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The openraft handle with our types.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A log id with our node id type.
+pub type LogId = openraft::LogId<MemberId>;
+/// Membership as the state machine stores it.
+pub type StoredMembership = openraft::StoredMembership<MemberId, Member>;
+/// Openraft's storage error with our node id type.
+pub type StorageError = openraft::StorageError<MemberId>;

@@ -1,0 +1,19 @@
+//! Load generators behind `ctl bench`.
+//!
+//! A benchmark here is a client-side measurement over plain HTTP: a fixed
+//! number of operations, spread over a fixed number of concurrent client tasks
+//! that share one connection pool, each task issuing its operations one after
+//! another and timing each with a monotonic clock. Nothing loops without a
+//! bound: the total work is fixed up front and every request carries a timeout,
+//! so a stuck or dead server turns into counted errors, never a hang.
+//!
+//! - [`kv`]: `ctl bench kv`: puts and linearizable gets against Flotilla's
+//!   `/kv` API or etcd's v3 JSON gateway, so the two stores can be compared
+//!   with the same client, the same key space and the same value sizes.
+//!
+//! The benchmark is an edge of the system, like the CLI: it reports failures
+//! with `anyhow`, and keeps typed errors only for the per-request failures it
+//! counts.
+
+pub mod kv;
+mod stats;

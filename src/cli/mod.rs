@@ -1,0 +1,389 @@
+//! The command line: `ctl init | join | token | member | cluster | kv | bench`.
+//!
+//! Server commands (`init`, `join`) run a master in the foreground. Client
+//! commands find the cluster through `--server` or the kubeconfig
+//! (`--kubeconfig`, else `$KUBECONFIG`) and talk to it with [`crate::client::Client`].
+//! Errors are printed as one line saying what was wrong, and exit with status 1.
+
+mod kv;
+mod members;
+
+use crate::bench;
+use crate::client::kubeconfig::Kubeconfig;
+use crate::client::Client;
+use crate::master;
+use crate::security::tokens::Role;
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Flotilla: a container orchestrator whose masters replicate their own store.
+#[derive(Parser, Debug)]
+#[command(name = "ctl", version, about)]
+pub struct Cli {
+    /// Kubeconfig to find the cluster and credential in.
+    #[arg(long, global = true, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A master to talk to (HOST:PORT or URL); overrides the kubeconfig's server.
+    #[arg(long, global = true)]
+    pub server: Option<String>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format for commands scripts read.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// A human-readable table or value.
+    #[default]
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// Raft tuning flags shared by `init` and `join`.
+#[derive(Args, Debug, Clone)]
+pub struct RaftFlags {
+    /// Build a snapshot and purge the log behind it every N applied entries.
+    #[arg(long, default_value_t = 20_000, hide = true)]
+    pub snapshot_every: u64,
+    /// Minimum election timeout (the maximum is twice it).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, hide = true)]
+    pub election_timeout: Duration,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a cluster with this machine as its first master, and serve.
+    Init {
+        /// Directory for this member's data.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address to listen on (HOST:PORT).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Address other members and clients reach this one at (defaults to --listen).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Member name (defaults to the host name).
+        #[arg(long, alias = "node-name")]
+        name: Option<String>,
+        /// Do not run a worker agent in this process.
+        #[arg(long)]
+        no_agent: bool,
+        #[command(flatten)]
+        raft: RaftFlags,
+    },
+    /// Join a cluster as a master (--control-plane) or as a worker, and serve.
+    Join {
+        /// Any master of the cluster (HOST:PORT).
+        server: String,
+        /// A join token from `ctl init` or `ctl token create`.
+        #[arg(long)]
+        token: String,
+        /// Join as a master (needs a master token).
+        #[arg(long)]
+        control_plane: bool,
+        /// Directory for this member's data.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address to listen on (HOST:PORT).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Address others reach this member at (defaults to --listen).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Member or node name (defaults to the host name).
+        #[arg(long, alias = "node-name")]
+        name: Option<String>,
+        /// Container runtime of a worker: docker or fake.
+        #[arg(long)]
+        runtime: Option<String>,
+        #[command(flatten)]
+        raft: RaftFlags,
+    },
+    /// Manage join tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List or remove masters.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Cluster-wide views.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Read and write the raw store (debugging).
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `ctl token ...`
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a join token and print it alone on stdout.
+    Create {
+        /// What the token joins as.
+        #[arg(long, value_enum, default_value_t = Role::Worker)]
+        role: Role,
+        /// Lifetime, e.g. 30m, 24h.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id (the part before the dot).
+        id: String,
+    },
+}
+
+/// `ctl member ...`
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// List the masters.
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Remove a master from the cluster.
+    Remove {
+        /// The member's name.
+        name: String,
+    },
+}
+
+/// `ctl cluster ...`
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Members, roles, leader, term, and each member's health and applied index.
+    Status {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Build a snapshot on the member --server names and purge its log.
+    Snapshot,
+}
+
+/// `ctl bench ...`
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Key-value throughput and latency, against Flotilla or etcd.
+    Kv {
+        /// Which store to drive.
+        #[arg(long, value_enum, default_value_t = bench::kv::Target::Flotilla)]
+        target: bench::kv::Target,
+        /// Comma-separated HOST:PORT list (default: the kubeconfig's masters).
+        #[arg(long, value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Operation mix.
+        #[arg(long, value_enum)]
+        op: bench::kv::Operation,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Total operations.
+        #[arg(long, default_value_t = 10_000)]
+        ops: usize,
+        /// Value size in bytes.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        /// Distinct keys.
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+/// Parses `30s`, `5m`, `24h`, `500ms`.
+///
+/// # Errors
+/// A message that shows the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 5m, 24h"))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn raft_config(flags: &RaftFlags) -> flotilla_raft::Config {
+    flotilla_raft::Config {
+        snapshot_every: flags.snapshot_every,
+        election_timeout: (flags.election_timeout, flags.election_timeout * 2),
+        ..flotilla_raft::Config::default()
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Init {
+            data_dir,
+            listen,
+            advertise,
+            name,
+            no_agent,
+            raft,
+        } => {
+            if !no_agent {
+                tracing::info!(
+                    "the in-process worker agent is not built yet; running as a pure master"
+                );
+            }
+            let options = master::Options {
+                data_dir: data_dir.clone(),
+                listen: listen.clone(),
+                advertise: advertise.clone(),
+                name: name.clone(),
+                raft: raft_config(raft),
+            };
+            master::run(master::Start::Init, options).await
+        }
+        Command::Join {
+            server,
+            token,
+            control_plane,
+            data_dir,
+            listen,
+            advertise,
+            name,
+            runtime: _,
+            raft,
+        } => {
+            if !control_plane {
+                anyhow::bail!(
+                    "joining as a worker is not available yet (the agent is not built); pass --control-plane with a master token to join as a master"
+                );
+            }
+            let options = master::Options {
+                data_dir: data_dir.clone(),
+                listen: listen.clone(),
+                advertise: advertise.clone(),
+                name: name.clone(),
+                raft: raft_config(raft),
+            };
+            let start = master::Start::Join {
+                server: server.clone(),
+                token: token.clone(),
+            };
+            master::run(start, options).await
+        }
+        Command::Token(command) => members::token(&connect(&cli)?, command).await,
+        Command::Member(command) => members::member(&connect(&cli)?, command).await,
+        Command::Cluster(command) => members::cluster(&connect(&cli)?, command, &cli).await,
+        Command::Kv(command) => kv::run(&connect(&cli)?, command).await,
+        Command::Bench(BenchCommand::Kv {
+            target,
+            endpoints,
+            op,
+            clients,
+            ops,
+            value_size,
+            keys,
+            output,
+        }) => {
+            let (endpoints, token) = if *target == bench::kv::Target::Flotilla {
+                let client = connect(&cli)?;
+                client.learn_members().await;
+                let endpoints = if endpoints.is_empty() {
+                    client.known_masters()
+                } else {
+                    endpoints.clone()
+                };
+                (endpoints, selected(&cli)?.1)
+            } else {
+                (endpoints.clone(), None)
+            };
+            if endpoints.is_empty() {
+                anyhow::bail!("no endpoints: pass --endpoints HOST:PORT,...");
+            }
+            let options = bench::kv::Options {
+                target: *target,
+                endpoints,
+                op: *op,
+                clients: *clients,
+                ops: *ops,
+                value_size: *value_size,
+                token,
+                keys: *keys,
+            };
+            let report = bench::kv::run(&options).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Table => println!("{}", report.table()),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The server(s) and token the flags and kubeconfig select.
+fn selected(cli: &Cli) -> anyhow::Result<(Vec<String>, Option<String>, Option<PathBuf>)> {
+    let from_file = match &cli.kubeconfig {
+        Some(path) => {
+            let config = Kubeconfig::load(path)?;
+            Some((config.selected(path)?, path.clone()))
+        }
+        None => None,
+    };
+    let token = from_file.as_ref().and_then(|(s, _)| s.token.clone());
+    let servers = match (&cli.server, &from_file) {
+        (Some(server), _) => vec![server.clone()],
+        (None, Some((s, _))) => vec![s.server.clone()],
+        (None, None) => anyhow::bail!(
+            "no cluster given: pass --kubeconfig PATH (or set KUBECONFIG, e.g. to DATA_DIR/admin.kubeconfig) or --server HOST:PORT"
+        ),
+    };
+    let cache = from_file.map(|(_, path)| path.with_extension("members.json"));
+    Ok((servers, token, cache))
+}
+
+fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    let (servers, token, cache) = selected(cli)?;
+    // With an explicit --server, talk to that master only (e.g. to snapshot it).
+    let cache = if cli.server.is_some() { None } else { cache };
+    Client::new(&servers, token, cache).context("building the HTTP client")
+}

@@ -1,0 +1,24 @@
+//! Flotilla: a container orchestrator in the Kubernetes mould.
+//!
+//! The `ctl` binary is every part of the system. This library holds them:
+//!
+//! - [`master`]: a control-plane member — its identity on disk, the replicated
+//!   store ([`flotilla_raft::Node`]) and the HTTP server, started by `ctl init`
+//!   and `ctl join --control-plane`.
+//! - [`api`]: the HTTP routes every master serves: `/kv/...` (raw store),
+//!   `/cluster/...` (join, members, tokens, status), health and metrics.
+//! - [`security`]: join tokens and credentials.
+//! - [`client`]: the HTTP client `ctl` uses: follows leader redirects, remembers
+//!   the leader, rotates through the masters with back-off; kubeconfig files.
+//! - [`bench`]: load generators (`ctl bench kv`) for Flotilla and etcd.
+//! - [`cli`]: the command line.
+//!
+//! Dependencies point one way: `flotilla-storage` ← `flotilla-raft` ← this crate.
+
+pub mod api;
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod master;
+pub mod security;
+pub mod wire;

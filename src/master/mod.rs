@@ -1,0 +1,387 @@
+//! A control-plane member: `ctl init`, `ctl join --control-plane`, and serving.
+//!
+//! Starting a master is: read or create its [`Identity`], bind the listener,
+//! start the replicated store ([`flotilla_raft::Node`]), serve the API, and —
+//! on first start only — bootstrap (create the cluster, or finish joining it).
+//! SIGTERM and SIGINT stop it gracefully: the listener stops accepting,
+//! in-flight requests get a few seconds, then Raft shuts down.
+
+pub mod identity;
+
+use crate::api::{self, Context};
+use crate::client::kubeconfig::Kubeconfig;
+use crate::client::{self, Client};
+use crate::security::{self, tokens::Role};
+use crate::wire::{JoinComplete, JoinGrant, JoinRequest, MemberView};
+use anyhow::{bail, Context as _};
+use axum::http::Uri;
+pub use identity::Identity;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Default address masters listen on.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6443";
+/// Lifetime of the tokens `ctl init` prints.
+pub const INIT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Time in-flight requests get after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How a master runs, from `ctl init` / `ctl join` flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// `HOST:PORT` to listen on.
+    pub listen: Option<String>,
+    /// `HOST:PORT` to advertise (defaults to `listen`).
+    pub advertise: Option<String>,
+    /// Member name (defaults to the host name).
+    pub name: Option<String>,
+    /// Raft tuning.
+    pub raft: flotilla_raft::Config,
+}
+
+/// How a master comes to be.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// `ctl init`: a new cluster.
+    Init,
+    /// `ctl join SERVER --token TOKEN --control-plane`.
+    Join {
+        /// Any master of the cluster.
+        server: String,
+        /// A master join token.
+        token: String,
+    },
+}
+
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_else(|_| "master".into());
+    let cleaned: String = raw
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "master".into()
+    } else {
+        cleaned
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The admin kubeconfig path in a data directory.
+pub fn admin_kubeconfig(data_dir: &Path) -> PathBuf {
+    absolute(data_dir).join("admin.kubeconfig")
+}
+
+/// Runs a master until SIGTERM or SIGINT.
+///
+/// # Errors
+/// When the data directory, the listener, the store or the join fails.
+pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
+    let existing = Identity::load(&options.data_dir)?;
+    let listen = options
+        .listen
+        .clone()
+        .or_else(|| existing.as_ref().map(|i| i.listen.clone()))
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let advertise = options
+        .advertise
+        .clone()
+        .or_else(|| existing.as_ref().map(|i| i.advertise.clone()))
+        .unwrap_or_else(|| local.to_string());
+    if advertise.starts_with("0.0.0.0") || advertise.starts_with("[::]") {
+        bail!("--listen {listen} is a wildcard address: pass --advertise HOST:PORT so other members can reach this one");
+    }
+    let name = options
+        .name
+        .clone()
+        .or_else(|| existing.as_ref().map(|i| i.name.clone()))
+        .unwrap_or_else(host_name);
+
+    let identity = match (&existing, &start) {
+        (Some(identity), _) => {
+            println!(
+                "Resuming member {} ({:x}) of cluster {} from {}",
+                identity.name,
+                identity.id,
+                identity.cluster_id,
+                options.data_dir.display()
+            );
+            identity.clone()
+        }
+        (None, Start::Init) => {
+            let identity = Identity {
+                cluster_id: security::random_string(12),
+                id: 1 + (rand::random::<u64>() >> 2),
+                name: name.clone(),
+                listen: listen.clone(),
+                advertise: advertise.clone(),
+                peer_secret: security::random_string(40),
+                admin_token: security::random_string(40),
+                founder: true,
+                joined: true,
+            };
+            identity.save(&options.data_dir)?;
+            identity
+        }
+        (None, Start::Join { server, token }) => {
+            let grant = request_join(server, token, &name, &advertise, None).await?;
+            let identity = Identity {
+                cluster_id: grant.cluster_id,
+                id: grant.id,
+                name: name.clone(),
+                listen: listen.clone(),
+                advertise: advertise.clone(),
+                peer_secret: grant.peer_secret,
+                admin_token: grant.admin_token,
+                founder: false,
+                joined: false,
+            };
+            identity.save(&options.data_dir)?;
+            identity
+        }
+    };
+
+    let raft_config = flotilla_raft::Config {
+        id: identity.id,
+        member: flotilla_raft::Member {
+            name: identity.name.clone(),
+            addr: identity.advertise.clone(),
+        },
+        data_dir: options.data_dir.join("raft"),
+        peer_secret: identity.peer_secret.clone(),
+        ..options.raft.clone()
+    };
+    let node = flotilla_raft::Node::start(raft_config)
+        .await
+        .context("starting the replicated store")?;
+    let ctx = Arc::new(Context {
+        node: node.clone(),
+        cluster_id: identity.cluster_id.clone(),
+        admin_token: identity.admin_token.clone(),
+        peer_secret: identity.peer_secret.clone(),
+        metrics: Arc::default(),
+        membership_lock: tokio::sync::Mutex::new(()),
+    });
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(listener, api::router(ctx.clone()), shutdown.clone()));
+    tracing::info!(name = %identity.name, id = format_args!("{:x}", identity.id), %local, "master serving");
+
+    let bootstrap = bootstrap(&ctx, &identity, &start, &options.data_dir);
+    tokio::select! {
+        result = bootstrap => {
+            if let Err(e) = result {
+                shutdown.cancel();
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+                let _ = node.shutdown().await;
+                return Err(e);
+            }
+        }
+        () = signalled() => {
+            shutdown.cancel();
+        }
+    }
+    if !shutdown.is_cancelled() {
+        signalled().await;
+        shutdown.cancel();
+    }
+    tracing::info!("shutting down");
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::warn!("in-flight requests did not finish in time; closing them");
+    }
+    node.shutdown().await.context("stopping raft")?;
+    Ok(())
+}
+
+/// First-start work: create the cluster, or finish joining it.
+async fn bootstrap(
+    ctx: &Arc<Context>,
+    identity: &Identity,
+    start: &Start,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let kubeconfig = admin_kubeconfig(data_dir);
+    if identity.founder && !ctx.node.is_initialized().await? {
+        ctx.node.initialize().await?;
+        wait_for_leadership(ctx).await?;
+        Kubeconfig::admin(
+            "flotilla",
+            &client::base_url(&identity.advertise),
+            &identity.admin_token,
+        )
+        .save(&kubeconfig)?;
+        let uri = Uri::from_static("/cluster/tokens");
+        let master = api::cluster::create_token(ctx, &uri, Role::Master, INIT_TOKEN_TTL).await?;
+        let worker = api::cluster::create_token(ctx, &uri, Role::Worker, INIT_TOKEN_TTL).await?;
+        let dir = absolute(data_dir);
+        println!(
+            "Flotilla cluster {} initialized; this member is {} at {}.\n\n\
+             To use it:\n  export KUBECONFIG={}\n\n\
+             To add a master (token valid 24h; `ctl token create --role master` makes more):\n  \
+             ctl join {} --token {} --control-plane --data-dir DIR --listen HOST:PORT --name NAME\n\n\
+             To add a worker:\n  ctl join {} --token {} --data-dir DIR",
+            identity.cluster_id,
+            identity.name,
+            identity.advertise,
+            kubeconfig.display(),
+            identity.advertise,
+            master.token,
+            identity.advertise,
+            worker.token,
+        );
+        tracing::debug!(data_dir = %dir.display(), "bootstrap complete");
+    } else if !identity.joined {
+        let Start::Join { server, token } = start else {
+            bail!(
+                "{} holds a member that has not finished joining; run the same `ctl join SERVER --token TOKEN --control-plane` again to resume",
+                data_dir.display()
+            );
+        };
+        // Step one again: confirms the token and our id, and finds the leader.
+        request_join(
+            server,
+            token,
+            &identity.name,
+            &identity.advertise,
+            Some(identity.id),
+        )
+        .await?;
+        println!("Catching up with the cluster's log as a learner...");
+        let members: Vec<MemberView> = join_client(server)?
+            .post_long(
+                "/cluster/join/complete",
+                &JoinComplete {
+                    token: token.clone(),
+                    id: identity.id,
+                    name: identity.name.clone(),
+                    address: identity.advertise.clone(),
+                },
+            )
+            .await?;
+        let mut joined = identity.clone();
+        joined.joined = true;
+        joined.save(data_dir)?;
+        Kubeconfig::admin(
+            "flotilla",
+            &client::base_url(&identity.advertise),
+            &identity.admin_token,
+        )
+        .save(&kubeconfig)?;
+        let voters = members.iter().filter(|m| m.role == "voter").count();
+        println!(
+            "Joined cluster {} as voter {} ({} voters).\n\nTo use it:\n  export KUBECONFIG={}",
+            identity.cluster_id,
+            identity.name,
+            voters,
+            kubeconfig.display()
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_leadership(ctx: &Context) -> anyhow::Result<()> {
+    let mut leadership = ctx.node.leadership();
+    tokio::time::timeout(Duration::from_secs(30), leadership.wait_for(|l| l.is_self))
+        .await
+        .context("the new cluster elected no leader within 30s")?
+        .context("raft stopped")?;
+    Ok(())
+}
+
+/// A client for join requests: no admin credential, the token is in the body.
+fn join_client(server: &str) -> anyhow::Result<JoinClient> {
+    Ok(JoinClient(Client::new(&[server.to_owned()], None, None)?))
+}
+
+struct JoinClient(Client);
+
+impl JoinClient {
+    async fn post_long<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let bytes = serde_json::to_vec(body)?;
+        let response = self
+            .0
+            .send(
+                reqwest::Method::POST,
+                path,
+                Some(bytes),
+                client::Route::Leader,
+                api::cluster::JOIN_TIMEOUT,
+            )
+            .await?;
+        Ok(client::decode(response).await?)
+    }
+}
+
+async fn request_join(
+    server: &str,
+    token: &str,
+    name: &str,
+    advertise: &str,
+    id: Option<u64>,
+) -> anyhow::Result<JoinGrant> {
+    let request = JoinRequest {
+        token: token.to_owned(),
+        name: name.to_owned(),
+        address: advertise.to_owned(),
+        id,
+    };
+    join_client(server)?
+        .0
+        .post("/cluster/join", &request)
+        .await
+        .map_err(|e| anyhow::anyhow!("join refused by {server}: {e}"))
+}
+
+/// Serves `router` until `shutdown` is cancelled.
+async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!("server stopped: {e}");
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn signalled() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot watch SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

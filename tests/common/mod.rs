@@ -1,0 +1,437 @@
+//! Test harness: clusters of real `ctl` processes on loopback.
+//!
+//! Every member is a child process with its own data directory and port; its
+//! output goes to a log file that is printed when a test fails. Waits are
+//! conditions with deadlines, never bare sleeps. Dropping a [`Cluster`] kills
+//! its processes.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `ctl` binary under test.
+pub fn ctl_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ctl")
+}
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls `condition` every 50 ms until it returns Some or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut condition: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One master process.
+pub struct Member {
+    /// Member name.
+    pub name: String,
+    /// Data directory.
+    pub dir: PathBuf,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The exact command line that (re)starts it.
+    pub args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Member {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open member log");
+        let err = log.try_clone().expect("clone log handle");
+        let child = Command::new(ctl_bin())
+            .args(&self.args)
+            .env("FLOTILLA_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("spawn ctl");
+        self.child = Some(child);
+    }
+
+    /// Restarts the member by re-running its own command.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        self.spawn();
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and wait (up to 15 s) for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The member's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A cluster of master processes.
+pub struct Cluster {
+    /// Holds every data directory; removed on drop.
+    pub root: tempfile::TempDir,
+    /// The members, in start order.
+    pub members: Vec<Member>,
+    /// The founder's admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The admin bearer token.
+    pub token: String,
+    /// HTTP client for direct API calls.
+    pub http: reqwest::Client,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for m in &self.members {
+                eprintln!("===== log of {} ({}) =====\n{}", m.name, m.addr, m.log());
+            }
+        }
+        for m in &mut self.members {
+            m.kill();
+        }
+    }
+}
+
+/// Result of a `ctl` run.
+pub struct Ran {
+    /// Exit success.
+    pub ok: bool,
+    /// Stdout.
+    pub stdout: String,
+    /// Stderr.
+    pub stderr: String,
+}
+
+fn ran(output: Output) -> Ran {
+    Ran {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+impl Cluster {
+    /// Starts `ctl init` and then `size - 1` `ctl join --control-plane`, each
+    /// waited on until it is a voter.
+    pub async fn start(size: usize) -> Cluster {
+        let root = tempfile::tempdir().expect("tempdir");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        let mut cluster = Cluster {
+            kubeconfig: root.path().join("m1").join("admin.kubeconfig"),
+            root,
+            members: Vec::new(),
+            token: String::new(),
+            http,
+        };
+        let founder = cluster.new_member("m1", |dir, addr| {
+            vec![
+                "init".into(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--listen".into(),
+                addr.into(),
+                "--name".into(),
+                "m1".into(),
+                "--no-agent".into(),
+            ]
+        });
+        cluster.members.push(founder);
+        cluster.members[0].spawn();
+        let kubeconfig = cluster.kubeconfig.clone();
+        cluster
+            .wait_until(
+                "the founder writes admin.kubeconfig",
+                Duration::from_secs(30),
+                || {
+                    let k = kubeconfig.clone();
+                    async move { k.exists().then_some(()) }
+                },
+            )
+            .await;
+        let text = std::fs::read_to_string(&cluster.kubeconfig).expect("read kubeconfig");
+        cluster.token = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("token: "))
+            .expect("token in kubeconfig")
+            .trim()
+            .to_owned();
+        for i in 2..=size {
+            cluster.join(&format!("m{i}")).await;
+        }
+        cluster
+    }
+
+    fn new_member(&self, name: &str, args: impl FnOnce(&Path, &str) -> Vec<String>) -> Member {
+        let dir = self.root.path().join(name);
+        let addr = format!("127.0.0.1:{}", free_port());
+        Member {
+            name: name.into(),
+            args: args(&dir, &addr),
+            log: self.root.path().join(format!("{name}.log")),
+            dir,
+            addr,
+            child: None,
+        }
+    }
+
+    /// Adds a master with `ctl join --control-plane` and waits until it votes.
+    pub async fn join(&mut self, name: &str) {
+        let token = self.master_token();
+        let server = self.members[0].addr.clone();
+        let member = self.new_member(name, |dir, addr| {
+            vec![
+                "join".into(),
+                server,
+                "--token".into(),
+                token,
+                "--control-plane".into(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--listen".into(),
+                addr.into(),
+                "--name".into(),
+                name.into(),
+            ]
+        });
+        self.members.push(member);
+        let index = self.members.len() - 1;
+        self.members[index].spawn();
+        let name = name.to_owned();
+        let this = &*self;
+        this.wait_until(
+            &format!("{name} to become a voter"),
+            Duration::from_secs(60),
+            || {
+                let name = name.clone();
+                async move {
+                    let members = this.member_list().await?;
+                    members
+                        .iter()
+                        .any(|m| m["name"] == name.as_str() && m["role"] == "voter")
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits with a deadline, failing the test if the founder died meanwhile.
+    pub async fn wait_until<T, F, Fut>(&self, what: &str, timeout: Duration, condition: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        wait_for(what, timeout, condition).await
+    }
+
+    /// A fresh master token, made with `ctl token create`.
+    pub fn master_token(&self) -> String {
+        let out = self.ctl(&["token", "create", "--role", "master"]);
+        assert!(out.ok, "token create failed: {}", out.stderr);
+        out.stdout.trim().to_owned()
+    }
+
+    /// Runs `ctl --kubeconfig FOUNDER_KUBECONFIG ARGS...`.
+    pub fn ctl(&self, args: &[&str]) -> Ran {
+        let kubeconfig = self.kubeconfig.display().to_string();
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        all.extend_from_slice(args);
+        ran(Command::new(ctl_bin())
+            .args(&all)
+            .env("FLOTILLA_LOG", "warn")
+            .output()
+            .expect("run ctl"))
+    }
+
+    /// Runs `ctl ARGS...` against one member only (`--server`), with the admin token.
+    pub fn ctl_at(&self, member: usize, args: &[&str]) -> Ran {
+        let kubeconfig = self.kubeconfig.display().to_string();
+        let server = self.members[member].addr.clone();
+        let mut all = vec![
+            "--kubeconfig",
+            kubeconfig.as_str(),
+            "--server",
+            server.as_str(),
+        ];
+        all.extend_from_slice(args);
+        ran(Command::new(ctl_bin())
+            .args(&all)
+            .env("FLOTILLA_LOG", "warn")
+            .output()
+            .expect("run ctl"))
+    }
+
+    /// `GET /cluster/members` from any running member.
+    pub async fn member_list(&self) -> Option<Vec<serde_json::Value>> {
+        for m in &self.members {
+            if let Some(v) = self.get_json(&m.url(), "/cluster/members").await {
+                return v.as_array().cloned();
+            }
+        }
+        None
+    }
+
+    /// GET with the admin token; None on any failure.
+    pub async fn get_json(&self, base: &str, path: &str) -> Option<serde_json::Value> {
+        let response = self
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// The member a running member reports as leader and itself being leader.
+    pub async fn leader(&self) -> Option<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            if let Some(local) = self.get_json(&m.url(), "/cluster/local").await {
+                if local["state"] == "Leader" {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until some member leads and returns its index.
+    pub async fn await_leader(&self, timeout: Duration) -> usize {
+        wait_for("a leader", timeout, || self.leader()).await
+    }
+
+    /// Puts `key=value` through member `i` directly (following one redirect),
+    /// returning the revision, or None if it was not acknowledged.
+    pub async fn put_via(&self, i: usize, key: &str, value: &str) -> Option<i64> {
+        let body = serde_json::json!({ "key": key, "value": value });
+        let mut url = format!("{}/kv/put", self.members[i].url());
+        for _ in 0..3 {
+            let response = self
+                .http
+                .post(&url)
+                .bearer_auth(&self.token)
+                .json(&body)
+                .send()
+                .await
+                .ok()?;
+            if response.status() == reqwest::StatusCode::TEMPORARY_REDIRECT {
+                url = response
+                    .headers()
+                    .get("location")?
+                    .to_str()
+                    .ok()?
+                    .to_owned();
+                continue;
+            }
+            if !response.status().is_success() {
+                return None;
+            }
+            let reply: serde_json::Value = response.json().await.ok()?;
+            return reply["revision"].as_i64();
+        }
+        None
+    }
+
+    /// Reads a key from member `i` with the given consistency.
+    pub async fn get_via(&self, i: usize, key: &str, consistency: &str) -> Option<Option<String>> {
+        let url = format!(
+            "{}/kv/get?key={}&consistency={consistency}",
+            self.members[i].url(),
+            encode(key)
+        );
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let reply: serde_json::Value = response.json().await.ok()?;
+        Some(reply["kv"]["value"].as_str().map(str::to_owned))
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

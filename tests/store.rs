@@ -1,0 +1,349 @@
+//! The replicated store, end to end: real `ctl` processes on loopback.
+//!
+//! What a user of an HA trio checks: three voters from init + two joins;
+//! writes through any member; linearizable reads everywhere see the latest
+//! acknowledged write; a killed leader is replaced quickly and loses nothing;
+//! a restarted member catches up (by snapshot when the log it needs is gone);
+//! all three killed at once lose nothing.
+
+mod common;
+
+use common::{wait_for, Cluster};
+use std::time::{Duration, Instant};
+
+const ELECTION: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trio_serves_linearizable_reads_everywhere() {
+    let cluster = Cluster::start(3).await;
+
+    let out = cluster.ctl(&["member", "list", "-o", "json"]);
+    assert!(out.ok, "member list failed: {}", out.stderr);
+    let members: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("member json");
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m["role"] == "voter"), "{members:?}");
+    assert_eq!(members.iter().filter(|m| m["leader"] == true).count(), 1);
+    for m in &members {
+        for field in ["id", "name", "address", "role", "leader"] {
+            assert!(m.get(field).is_some(), "member lacks {field}: {m}");
+        }
+    }
+
+    // A write through each member (followers redirect to the leader), then a
+    // linearizable read on every member sees it at once.
+    for writer in 0..3 {
+        let value = format!("v{writer}");
+        let out = cluster.ctl_at(writer, &["kv", "put", "/test/k", &value]);
+        assert!(out.ok, "put via m{} failed: {}", writer + 1, out.stderr);
+        for reader in 0..3 {
+            let got = cluster.get_via(reader, "/test/k", "linearizable").await;
+            assert_eq!(
+                got,
+                Some(Some(value.clone())),
+                "linearizable read on m{} after write via m{}",
+                reader + 1,
+                writer + 1
+            );
+        }
+    }
+
+    // `ctl kv get -o json` names the member that answered.
+    let out = cluster.ctl_at(2, &["kv", "get", "/test/k", "-o", "json"]);
+    assert!(out.ok, "{}", out.stderr);
+    let reply: serde_json::Value = serde_json::from_str(&out.stdout).expect("get json");
+    assert_eq!(reply["member"], "m3");
+    assert_eq!(reply["kv"]["value"], "v2");
+    assert_eq!(reply["kv"]["version"], 3);
+
+    let out = cluster.ctl(&["cluster", "status", "-o", "json"]);
+    assert!(out.ok, "{}", out.stderr);
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).expect("status json");
+    assert!(status["leader"]["name"].is_string(), "{status}");
+    assert!(status["term"].as_u64().unwrap_or(0) >= 1);
+    let statuses = status["members"].as_array().expect("members");
+    assert_eq!(statuses.len(), 3);
+    assert!(statuses.iter().all(|m| m["healthy"] == true), "{status}");
+    assert!(statuses
+        .iter()
+        .all(|m| m["applied_index"].as_u64().unwrap_or(0) > 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_fails_over_and_loses_nothing() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.await_leader(ELECTION).await;
+
+    let mut acknowledged = Vec::new();
+    for i in 0..50 {
+        let key = format!("/acked/{i:03}");
+        if cluster
+            .put_via(leader, &key, &format!("{i}"))
+            .await
+            .is_some()
+        {
+            acknowledged.push(key);
+        }
+    }
+    assert_eq!(
+        acknowledged.len(),
+        50,
+        "every write before the kill should be acknowledged"
+    );
+
+    cluster.members[leader].kill();
+    let killed_at = Instant::now();
+    let survivor = (leader + 1) % 3;
+    let revision = wait_for(
+        "a write accepted after the leader's death",
+        ELECTION,
+        || cluster.put_via(survivor, "/after/kill", "1"),
+    )
+    .await;
+    let failover = killed_at.elapsed();
+    println!(
+        "failover: leader killed -> first accepted write in {failover:?} (revision {revision})"
+    );
+
+    for key in &acknowledged {
+        for i in (0..3).filter(|i| *i != leader) {
+            let got = cluster.get_via(i, key, "linearizable").await;
+            assert!(
+                matches!(got, Some(Some(_))),
+                "acknowledged {key} missing on m{}",
+                i + 1
+            );
+        }
+    }
+
+    // The killed member comes back by re-running its own command and catches up.
+    cluster.members[leader].restart();
+    wait_for("the restarted member to catch up", ELECTION, || {
+        cluster.get_via(leader, "/after/kill", "serializable")
+    })
+    .await
+    .filter(|v| v == "1")
+    .expect("restarted member has the write made while it was down");
+    let members = cluster.member_list().await.expect("members");
+    assert_eq!(
+        members.len(),
+        3,
+        "restart must not add a member: {members:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_behind_member_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start(3).await;
+    let lagging = 2;
+    assert!(
+        cluster.members[lagging].terminate().is_some(),
+        "m3 did not stop on SIGTERM"
+    );
+    let leader = cluster.await_leader(ELECTION).await;
+    for i in 0..200 {
+        assert!(
+            cluster
+                .put_via(leader, &format!("/bulk/{i:04}"), "x")
+                .await
+                .is_some(),
+            "write {i} not acknowledged with two of three members up"
+        );
+    }
+    // Snapshot and purge the log on both running members, so whoever leads
+    // when m3 returns can only catch it up with a snapshot.
+    for i in 0..3 {
+        if i == lagging {
+            continue;
+        }
+        let out = cluster.ctl_at(i, &["cluster", "snapshot"]);
+        assert!(out.ok, "snapshot on m{} failed: {}", i + 1, out.stderr);
+    }
+    cluster.members[lagging].restart();
+    let url = cluster.members[lagging].url();
+    wait_for("m3 to install a snapshot", ELECTION, || async {
+        let local = cluster.get_json(&url, "/cluster/local").await?;
+        (local["snapshot_installs"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+    let got = wait_for("m3 to have the last bulk key", ELECTION, || {
+        cluster.get_via(lagging, "/bulk/0199", "serializable")
+    })
+    .await;
+    assert_eq!(got.as_deref(), Some("x"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_all_at_once_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.await_leader(ELECTION).await;
+    // Concurrent writers, so acknowledged writes share log entries and fsyncs.
+    let mut acknowledged = Vec::new();
+    let writes = (0..8).map(|w| {
+        let cluster = &cluster;
+        async move {
+            let mut mine = Vec::new();
+            for i in 0..25 {
+                let key = format!("/durable/{w}/{i:02}");
+                if cluster
+                    .put_via(leader, &key, &format!("{w}-{i}"))
+                    .await
+                    .is_some()
+                {
+                    mine.push(key);
+                }
+            }
+            mine
+        }
+    });
+    for keys in futures::future::join_all(writes).await {
+        acknowledged.extend(keys);
+    }
+    assert_eq!(acknowledged.len(), 200);
+
+    for m in &mut cluster.members {
+        m.kill();
+    }
+    for m in &mut cluster.members {
+        m.restart();
+    }
+    let leader = cluster.await_leader(ELECTION).await;
+    for key in &acknowledged {
+        let got = wait_for(&format!("{key} after restart"), ELECTION, || {
+            cluster.get_via(leader, key, "linearizable")
+        })
+        .await;
+        assert!(
+            got.is_some(),
+            "acknowledged write {key} lost after kill -9 of all members"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_membership_and_bad_input() {
+    let mut cluster = Cluster::start(2).await;
+
+    // A join with a wrong, an expired and a revoked token is refused, saying which.
+    let server = cluster.members[0].addr.clone();
+    let dir = cluster.root.path().join("refused");
+    let join = |token: &str| {
+        let out = std::process::Command::new(common::ctl_bin())
+            .args([
+                "join",
+                &server,
+                "--token",
+                token,
+                "--control-plane",
+                "--data-dir",
+                &dir.display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{}", common::free_port()),
+                "--name",
+                "intruder",
+            ])
+            .env("FLOTILLA_LOG", "warn")
+            .output()
+            .expect("run ctl join");
+        assert!(
+            !out.status.success(),
+            "join with token {token} was accepted"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let good = cluster.master_token();
+    let (id, _) = good.split_once('.').expect("ID.SECRET");
+    let wrong = format!("{id}.0000000000000000");
+    assert!(
+        join(&wrong).contains("wrong secret"),
+        "wrong secret not named"
+    );
+    assert!(join("zzzzzz.0000000000000000").contains("unknown token"));
+    assert!(join("not-a-token").contains("malformed"));
+
+    let out = cluster.ctl(&["token", "create", "--role", "master", "--ttl", "1s"]);
+    assert!(out.ok, "{}", out.stderr);
+    let short = out.stdout.trim().to_owned();
+    wait_for("the 1s token to expire", Duration::from_secs(10), || {
+        let message = join(&short);
+        async move { message.contains("expired").then_some(()) }
+    })
+    .await;
+
+    let out = cluster.ctl(&["token", "revoke", id]);
+    assert!(out.ok, "revoke failed: {}", out.stderr);
+    assert!(join(&good).contains("revoked"), "revoked token not named");
+    let listed = cluster.ctl(&["token", "list", "-o", "json"]);
+    assert!(
+        listed.stdout.contains("\"revoked\": true"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        !dir.join("member.json").exists(),
+        "a refused join must leave no member behind"
+    );
+
+    // A worker token cannot join a master.
+    let out = cluster.ctl(&["token", "create", "--role", "worker"]);
+    assert!(join(out.stdout.trim()).contains("worker token"));
+
+    // Member remove: refuses the last voter, warns on an even count.
+    cluster.join("m3").await;
+    let out = cluster.ctl(&["member", "remove", "m3"]);
+    assert!(out.ok, "remove m3 failed: {}", out.stderr);
+    assert!(
+        out.stderr.contains("even"),
+        "no warning about 2 voters: {}",
+        out.stderr
+    );
+    let members = cluster.member_list().await.expect("members");
+    assert_eq!(members.len(), 2, "{members:?}");
+    cluster.members[2].kill();
+    let out = cluster.ctl(&["member", "remove", "nobody"]);
+    assert!(
+        !out.ok && out.stderr.contains("no member named nobody"),
+        "{}",
+        out.stderr
+    );
+
+    // Malformed bodies get a 400 with a message, and the member lives on.
+    let url = format!("{}/kv/put", cluster.members[0].url());
+    for body in ["{not json", "{\"key\": 5}", "[]"] {
+        let response = cluster
+            .http
+            .post(&url)
+            .bearer_auth(&cluster.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send malformed body");
+        assert_eq!(response.status(), 400, "body {body:?}");
+        let status: serde_json::Value = response.json().await.expect("Status body");
+        assert_eq!(status["kind"], "Status");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("malformed"),
+            "{status}"
+        );
+    }
+    let response = cluster
+        .http
+        .post(&url)
+        .body("{}")
+        .send()
+        .await
+        .expect("send unauthenticated");
+    assert_eq!(response.status(), 401);
+    assert!(
+        cluster.members[0].is_running(),
+        "a malformed request killed the member"
+    );
+    let leader = cluster.await_leader(ELECTION).await;
+    assert!(cluster
+        .put_via(leader, "/still/alive", "yes")
+        .await
+        .is_some());
+}
