@@ -117,12 +117,17 @@ async fn leader_kill_fails_over_and_loses_nothing() {
 
     // The killed member comes back by re-running its own command and catches up.
     cluster.members[leader].restart();
-    wait_for("the restarted member to catch up", ELECTION, || {
-        cluster.get_via(leader, "/after/kill", "serializable")
-    })
-    .await
-    .filter(|v| v == "1")
-    .expect("restarted member has the write made while it was down");
+    wait_for(
+        "the restarted member to have the write made while it was down",
+        ELECTION,
+        || async {
+            let value = cluster
+                .get_via(leader, "/after/kill", "serializable")
+                .await??;
+            (value == "1").then_some(())
+        },
+    )
+    .await;
     let members = cluster.member_list().await.expect("members");
     assert_eq!(
         members.len(),
@@ -165,11 +170,13 @@ async fn far_behind_member_catches_up_by_snapshot() {
         (local["snapshot_installs"].as_u64()? >= 1).then_some(())
     })
     .await;
-    let got = wait_for("m3 to have the last bulk key", ELECTION, || {
-        cluster.get_via(lagging, "/bulk/0199", "serializable")
+    let got = wait_for("m3 to have the last bulk key", ELECTION, || async {
+        cluster
+            .get_via(lagging, "/bulk/0199", "serializable")
+            .await?
     })
     .await;
-    assert_eq!(got.as_deref(), Some("x"));
+    assert_eq!(got, "x");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,8 +233,10 @@ async fn tokens_membership_and_bad_input() {
     // A join with a wrong, an expired and a revoked token is refused, saying which.
     let server = cluster.members[0].addr.clone();
     let dir = cluster.root.path().join("refused");
+    // Runs a join that must be refused: it has to exit (a successful join
+    // would serve in the foreground) with a message on stderr.
     let join = |token: &str| {
-        let out = std::process::Command::new(common::ctl_bin())
+        let mut child = std::process::Command::new(common::ctl_bin())
             .args([
                 "join",
                 &server,
@@ -242,13 +251,31 @@ async fn tokens_membership_and_bad_input() {
                 "intruder",
             ])
             .env("FLOTILLA_LOG", "warn")
-            .output()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("run ctl join");
-        assert!(
-            !out.status.success(),
-            "join with token {token} was accepted"
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for ctl join") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("join with token {token} was not refused within 30s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "join with token {token} was accepted");
+        let mut stderr = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr)
+            .expect("read stderr");
+        stderr
     };
     let good = cluster.master_token();
     let (id, _) = good.split_once('.').expect("ID.SECRET");
@@ -263,11 +290,28 @@ async fn tokens_membership_and_bad_input() {
     let out = cluster.ctl(&["token", "create", "--role", "master", "--ttl", "1s"]);
     assert!(out.ok, "{}", out.stderr);
     let short = out.stdout.trim().to_owned();
-    wait_for("the 1s token to expire", Duration::from_secs(10), || {
-        let message = join(&short);
-        async move { message.contains("expired").then_some(()) }
-    })
+    let (short_id, _) = short.split_once('.').expect("ID.SECRET");
+    let listed = cluster.ctl(&["token", "list", "-o", "json"]);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("token json");
+    let expires = records
+        .iter()
+        .find(|r| r["id"] == short_id)
+        .and_then(|r| r["expires"].as_u64())
+        .expect("the new token is listed with its expiry");
+    // Wait on the clock (not on a join, which would succeed while the token is valid).
+    wait_for(
+        "the 1s token to expire",
+        Duration::from_secs(10),
+        || async {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs();
+            (now > expires).then_some(())
+        },
+    )
     .await;
+    assert!(join(&short).contains("expired"), "expired token not named");
 
     let out = cluster.ctl(&["token", "revoke", id]);
     assert!(out.ok, "revoke failed: {}", out.stderr);

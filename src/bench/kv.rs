@@ -702,7 +702,7 @@ async fn ok_body(
         method,
         url: url.to_string(),
         status,
-        body: text.chars().take(ERROR_BODY_LIMIT).collect(),
+        body: text.trim_end().chars().take(ERROR_BODY_LIMIT).collect(),
     })
 }
 
