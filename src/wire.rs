@@ -74,6 +74,9 @@ pub struct PutBody {
     pub key: String,
     /// The value.
     pub value: String,
+    /// Return the previous value (as etcd's `prev_kv`).
+    #[serde(default)]
+    pub prev_kv: bool,
 }
 
 /// Answer of `POST /kv/put`.
@@ -256,6 +259,8 @@ pub struct LocalStatus {
     pub leader: Option<String>,
     /// Last log index.
     pub last_log_index: u64,
+    /// Highest index known committed.
+    pub commit_index: u64,
     /// Last applied index.
     pub applied_index: u64,
     /// Store revision.

@@ -15,7 +15,7 @@ const ELECTION: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trio_serves_linearizable_reads_everywhere() {
-    let cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3).await;
 
     let out = cluster.ctl(&["member", "list", "-o", "json"]);
     assert!(out.ok, "member list failed: {}", out.stderr);
@@ -343,6 +343,12 @@ async fn tokens_membership_and_bad_input() {
     let members = cluster.member_list().await.expect("members");
     assert_eq!(members.len(), 2, "{members:?}");
     cluster.members[2].kill();
+    let out = cluster.ctl(&["member", "remove", "m2"]);
+    assert!(out.ok, "remove m2 failed: {}", out.stderr);
+    cluster.members[1].kill();
+    let out = cluster.ctl(&["member", "remove", "m1"]);
+    assert!(!out.ok, "removing the last voter was accepted");
+    assert!(out.stderr.contains("last voter"), "{}", out.stderr);
     let out = cluster.ctl(&["member", "remove", "nobody"]);
     assert!(
         !out.ok && out.stderr.contains("no member named nobody"),

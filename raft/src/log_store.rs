@@ -21,6 +21,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, OptionalSend, RaftLogId, StorageIOError, Vote};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ const PURGED_KEY: &[u8] = b"last_purged";
 pub struct LogStore {
     engine: Arc<Engine>,
     syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
+    committed: Arc<AtomicU64>,
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> AnyError {
@@ -51,17 +53,23 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 impl LogStore {
-    /// Opens the log store over `engine`'s database and starts its syncer thread.
+    /// Opens the log store over `engine`'s database and starts its syncer
+    /// thread. `committed` is kept up to date with the commit index openraft
+    /// reports (for metrics).
     ///
     /// # Errors
     /// When the syncer thread cannot be spawned.
-    pub fn new(engine: Arc<Engine>) -> std::io::Result<LogStore> {
+    pub fn new(engine: Arc<Engine>, committed: Arc<AtomicU64>) -> std::io::Result<LogStore> {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let sync_engine = engine.clone();
         std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || sync_loop(&sync_engine, &rx))?;
-        Ok(LogStore { engine, syncer: tx })
+        Ok(LogStore {
+            engine,
+            syncer: tx,
+            committed,
+        })
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
@@ -196,11 +204,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not synced: losing it only means re-deriving the commit index.
-        self.put_meta(COMMITTED_KEY, &committed, false)
+        self.put_meta(COMMITTED_KEY, &committed, false)?;
+        self.committed
+            .store(committed.map(|c| c.index).unwrap_or(0), Ordering::Relaxed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.get_meta::<Option<LogId>>(COMMITTED_KEY)?.flatten())
+        let committed = self.get_meta::<Option<LogId>>(COMMITTED_KEY)?.flatten();
+        self.committed
+            .store(committed.map(|c| c.index).unwrap_or(0), Ordering::Relaxed);
+        Ok(committed)
     }
 
     async fn append<I>(

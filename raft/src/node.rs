@@ -155,6 +155,7 @@ pub struct Node {
     leadership: watch::Receiver<Leadership>,
     read_index: mpsc::Sender<ReadIndexWaiter>,
     snapshot_installs: Arc<AtomicU64>,
+    committed: Arc<AtomicU64>,
 }
 
 fn digest(secret: &str) -> [u8; 32] {
@@ -180,7 +181,8 @@ impl Node {
             &config.data_dir.join("db"),
             log_store::COLUMN_FAMILIES,
         )?);
-        let log_store = LogStore::new(engine.clone()).map_err(|source| Error::Io {
+        let committed = Arc::new(AtomicU64::new(0));
+        let log_store = LogStore::new(engine.clone(), committed.clone()).map_err(|source| Error::Io {
             path: config.data_dir.clone(),
             source,
         })?;
@@ -228,6 +230,7 @@ impl Node {
             leadership,
             read_index,
             snapshot_installs,
+            committed,
         }))
     }
 
@@ -283,6 +286,11 @@ impl Node {
     /// Snapshots this member installed from a leader since it started.
     pub fn snapshot_installs(&self) -> u64 {
         self.snapshot_installs.load(Ordering::Relaxed)
+    }
+
+    /// The highest log index this member knows to be committed.
+    pub fn committed_index(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 
     /// Current Raft metrics.

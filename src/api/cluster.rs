@@ -74,6 +74,7 @@ async fn local(State(ctx): State<Arc<Context>>) -> Json<LocalStatus> {
         term: m.current_term,
         leader: m.current_leader.map(|id| format!("{id:x}")),
         last_log_index: m.last_log_index.unwrap_or(0),
+        commit_index: ctx.node.committed_index(),
         applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
         revision: ctx.node.engine().revision(),
         snapshot_installs: ctx.node.snapshot_installs(),

@@ -53,7 +53,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
     let m = ctx.node.metrics();
     let leadership = ctx.node.leadership().borrow().clone();
     let mut out = String::new();
-    let gauges: [(&str, &str, u64); 7] = [
+    let gauges: [(&str, &str, u64); 8] = [
         ("flotilla_raft_term", "Current Raft term.", m.current_term),
         (
             "flotilla_raft_is_leader",
@@ -69,6 +69,11 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
             "flotilla_raft_last_log_index",
             "Last index in this member's log.",
             m.last_log_index.unwrap_or(0),
+        ),
+        (
+            "flotilla_raft_commit_index",
+            "Highest log index known committed.",
+            ctx.node.committed_index(),
         ),
         (
             "flotilla_raft_applied_index",

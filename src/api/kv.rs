@@ -142,6 +142,7 @@ async fn put(
     extracted: Result<Json<PutBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(extracted)?;
+    let want_prev = b.prev_kv;
     let command = Command::Put {
         key: b.key.into_bytes(),
         value: b.value.into_bytes(),
@@ -151,7 +152,7 @@ async fn put(
             &ctx,
             Json(PutReply {
                 revision,
-                prev_kv: prev.as_ref().map(Kv::from),
+                prev_kv: prev.as_ref().filter(|_| want_prev).map(Kv::from),
             }),
         )),
         Store::Rejected(r) => Err(rejected(r)),

@@ -125,6 +125,7 @@ pub async fn run(client: &Client, command: &KvCommand) -> anyhow::Result<()> {
                     &PutBody {
                         key: key.clone(),
                         value: value.clone(),
+                        prev_kv: false,
                     },
                 )
                 .await?;
