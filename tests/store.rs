@@ -397,3 +397,100 @@ async fn tokens_membership_and_bad_input() {
         .await
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_replays_follows_and_reports_compaction() {
+    use futures::StreamExt;
+    let cluster = Cluster::start(1).await;
+    let first = cluster.put_via(0, "/w/a", "1").await.expect("put a");
+    cluster.put_via(0, "/other/x", "1").await.expect("put x");
+    let second = cluster.put_via(0, "/w/b", "2").await.expect("put b");
+
+    // From `first - 1`: replays a and b (not /other), then follows live.
+    let url = format!(
+        "{}/kv/watch?prefix=%2Fw%2F&from={}",
+        cluster.members[0].url(),
+        first - 1
+    );
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&cluster.token)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    let mut pending = Vec::new();
+    let mut deleted = false;
+    tokio::time::timeout(ELECTION, async {
+        while lines.len() < 4 {
+            let chunk = stream.next().await.expect("stream open").expect("chunk");
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                lines.push(serde_json::from_slice(&line).expect("event json"));
+            }
+            if lines.len() == 2 && !deleted {
+                deleted = true;
+                cluster.put_via(0, "/w/c", "3").await.expect("put c");
+                let out = cluster.ctl(&["kv", "del", "/w/a"]);
+                assert!(out.ok, "{}", out.stderr);
+            }
+        }
+    })
+    .await
+    .expect("four watch events in time");
+    let seen: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["type"].as_str().unwrap_or("").to_owned(),
+                l["kv"]["key"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("PUT".into(), "/w/a".into()),
+            ("PUT".into(), "/w/b".into()),
+            ("PUT".into(), "/w/c".into()),
+            ("DELETE".into(), "/w/a".into()),
+        ]
+    );
+    assert_eq!(lines[1]["kv"]["mod_revision"], second);
+    assert_eq!(lines[3]["prev_kv"]["value"], "1");
+
+    // Compact, then a watch or a read from before the compaction is refused with 410.
+    let response = cluster
+        .http
+        .post(format!("{}/kv/compact", cluster.members[0].url()))
+        .bearer_auth(&cluster.token)
+        .json(&serde_json::json!({ "revision": second }))
+        .send()
+        .await
+        .expect("compact");
+    assert_eq!(response.status(), 200);
+    for path in [
+        format!("/kv/watch?prefix=%2Fw%2F&from={}", first - 1),
+        format!("/kv/get?key=%2Fw%2Fa&revision={first}"),
+    ] {
+        let response = cluster
+            .http
+            .get(format!("{}{path}", cluster.members[0].url()))
+            .bearer_auth(&cluster.token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 410, "{path}");
+        let status: serde_json::Value = response.json().await.expect("Status");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("compacted"),
+            "{status}"
+        );
+    }
+}

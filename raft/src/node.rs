@@ -182,10 +182,11 @@ impl Node {
             log_store::COLUMN_FAMILIES,
         )?);
         let committed = Arc::new(AtomicU64::new(0));
-        let log_store = LogStore::new(engine.clone(), committed.clone()).map_err(|source| Error::Io {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        let log_store =
+            LogStore::new(engine.clone(), committed.clone()).map_err(|source| Error::Io {
+                path: config.data_dir.clone(),
+                source,
+            })?;
         let (revision_tx, revision) = watch::channel(engine.revision());
         let snapshot_installs = Arc::new(AtomicU64::new(0));
         let state_machine = StateMachine::open(

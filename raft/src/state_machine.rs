@@ -96,7 +96,8 @@ impl StateMachine {
 
 /// Builds a snapshot from an export taken when the builder was made.
 pub struct SnapshotBuilder {
-    snapshot: Option<StoredSnapshot>,
+    /// The export, or why it failed (reported when openraft builds).
+    snapshot: Option<Result<StoredSnapshot, String>>,
     save_to: PathBuf,
 }
 
@@ -105,7 +106,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let stored = self
             .snapshot
             .take()
-            .ok_or_else(|| sm_err("snapshot builder used twice"))?;
+            .ok_or_else(|| sm_err("snapshot builder used twice"))?
+            .map_err(|e| sm_err(format!("exporting the store for a snapshot: {e}")))?;
         save_snapshot(&self.save_to, &stored)?;
         Ok(Snapshot {
             meta: stored.meta,
@@ -185,7 +187,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Export here, inside the state machine task: nothing is being applied,
         // so the export and the marker describe the same point in the log.
         self.snapshot_seq += 1;
-        let snapshot = self.engine.export().ok().map(|data| {
+        let snapshot = self.engine.export().map_err(|e| e.to_string()).map(|data| {
             let last = self.marker.last_applied;
             let snapshot_id = match last {
                 Some(id) => format!("{}-{}-{}", id.leader_id, id.index, self.snapshot_seq),
@@ -201,7 +203,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         });
         SnapshotBuilder {
-            snapshot,
+            snapshot: Some(snapshot),
             save_to: self.snapshot_path.clone(),
         }
     }
