@@ -66,6 +66,24 @@ async fn trio_serves_linearizable_reads_everywhere() {
     assert!(statuses
         .iter()
         .all(|m| m["applied_index"].as_u64().unwrap_or(0) > 0));
+
+    // `ctl` has learned the members (member list / cluster status cache them
+    // beside the kubeconfig): with m1, the kubeconfig's server, down, it still
+    // reaches the cluster.
+    cluster.members[0].kill();
+    let out = cluster.ctl(&["kv", "put", "/test/without-m1", "ok"]);
+    assert!(
+        out.ok,
+        "put with the kubeconfig's master down: {}",
+        out.stderr
+    );
+    let out = cluster.ctl(&["kv", "get", "/test/without-m1"]);
+    assert!(
+        out.ok,
+        "get with the kubeconfig's master down: {}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.trim(), "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

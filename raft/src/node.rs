@@ -11,14 +11,14 @@
 //! - [`Node::leadership`], a watch of "who leads, in which term, is it me";
 //! - membership changes (learner, promote, remove) and metrics.
 
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::log_store::{self, LogStore};
-use crate::network::{self, Network, RPC_PREFIX};
+use crate::network::{self, Network};
+use crate::read::{Forward, ReadIndex};
 use crate::state_machine::StateMachine;
 use crate::types::{Member, MemberId, Raft};
 use flotilla_storage::{Engine, Request, Response, Revision};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics, ServerState, SnapshotPolicy};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 /// How a member runs its Raft.
 #[derive(Clone, Debug)]
@@ -75,6 +75,8 @@ pub const ELECTION_TIMEOUT: (Duration, Duration) =
 const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(20);
 /// Size of the chunks a snapshot is streamed in.
 const SNAPSHOT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+/// How long a follower waits for the leader's read index.
+const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who leads the cluster, as this member sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -133,27 +135,17 @@ pub struct MemberInfo {
     pub voter: bool,
 }
 
-type ReadIndexWaiter = oneshot::Sender<Result<u64, LocalReadIndexError>>;
-
-/// The answer of the local read-index step.
-#[derive(Clone, Debug)]
-enum LocalReadIndexError {
-    NotLeader(Option<Member>),
-    Other(ReadError),
-}
-
 /// A running member.
 pub struct Node {
     id: MemberId,
     member: Member,
     raft: Raft,
     engine: Arc<Engine>,
-    peer_secret: String,
     peer_secret_digest: [u8; 32],
-    http: reqwest::Client,
     revision: watch::Receiver<Revision>,
     leadership: watch::Receiver<Leadership>,
-    read_index: mpsc::Sender<ReadIndexWaiter>,
+    reads: ReadIndex,
+    leader_reads: ReadIndex,
     snapshot_installs: Arc<AtomicU64>,
     committed: Arc<AtomicU64>,
 }
@@ -218,18 +210,23 @@ impl Node {
         .await
         .map_err(raft_failure)?;
         let leadership = spawn_leadership_watch(&raft, config.id);
-        let read_index = spawn_read_index_batcher(raft.clone());
+        let forward = Forward {
+            http: http.clone(),
+            secret: config.peer_secret.clone(),
+            timeout: READ_INDEX_TIMEOUT,
+        };
+        let reads = ReadIndex::spawn(raft.clone(), Some(forward));
+        let leader_reads = ReadIndex::spawn(raft.clone(), None);
         Ok(Arc::new(Node {
             id: config.id,
             member: config.member,
             raft,
             engine,
             peer_secret_digest: digest(&config.peer_secret),
-            peer_secret: config.peer_secret,
-            http,
             revision,
             leadership,
-            read_index,
+            reads,
+            leader_reads,
             snapshot_installs,
             committed,
         }))
@@ -334,14 +331,9 @@ impl Node {
     /// When no leader is known, the leader cannot confirm its leadership, or
     /// this member does not catch up within `timeout`.
     pub async fn read_barrier(&self, timeout: Duration) -> Result<(), ReadError> {
-        let index = match self.local_read_index().await {
-            Ok(index) => index,
-            Err(LocalReadIndexError::NotLeader(Some(leader))) => {
-                self.remote_read_index(&leader, timeout).await?
-            }
-            Err(LocalReadIndexError::NotLeader(None)) => return Err(ReadError::NoLeader),
-            Err(LocalReadIndexError::Other(e)) => return Err(e),
-        };
+        let index = tokio::time::timeout(timeout, self.reads.get())
+            .await
+            .map_err(|_| ReadError::Timeout)??;
         self.raft
             .wait(Some(timeout))
             .applied_index_at_least(Some(index), "linearizable read")
@@ -357,47 +349,11 @@ impl Node {
 
     /// The leader's side of a follower's read: confirms leadership with a
     /// quorum and returns the index to apply before reading. Never forwards.
+    ///
+    /// # Errors
+    /// The reason as text (it travels back to the follower).
     pub async fn leader_read_index(&self) -> Result<u64, String> {
-        match self.local_read_index().await {
-            Ok(index) => Ok(index),
-            Err(LocalReadIndexError::NotLeader(_)) => Err("not the leader".into()),
-            Err(LocalReadIndexError::Other(e)) => Err(e.to_string()),
-        }
-    }
-
-    async fn local_read_index(&self) -> Result<u64, LocalReadIndexError> {
-        let (tx, rx) = oneshot::channel();
-        let stopped = || LocalReadIndexError::Other(ReadError::Stopped("read batcher gone".into()));
-        self.read_index.send(tx).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
-    }
-
-    async fn remote_read_index(
-        &self,
-        leader: &Member,
-        timeout: Duration,
-    ) -> Result<u64, ReadError> {
-        let url = format!("http://{}{}/read-index", leader.addr, RPC_PREFIX);
-        let unavailable =
-            |e: String| ReadError::Unavailable(format!("read index from {leader}: {e}"));
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(&self.peer_secret)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(unavailable(format!("HTTP {}", response.status())));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let answer: Result<u64, String> =
-            codec::decode(&bytes).map_err(|e| unavailable(e.to_string()))?;
-        answer.map_err(unavailable)
+        self.leader_reads.get().await.map_err(|e| e.to_string())
     }
 
     /// The members in the latest membership config, in id order.
@@ -554,39 +510,4 @@ fn spawn_leadership_watch(raft: &Raft, id: MemberId) -> watch::Receiver<Leadersh
         }
     });
     rx
-}
-
-/// Shares leadership confirmations between concurrent linearizable reads.
-///
-/// A round takes every reader queued so far and asks openraft once; readers
-/// that arrive while a round is in flight wait for the next one, because a
-/// confirmation that started before they arrived could miss a write that was
-/// acknowledged before they arrived.
-fn spawn_read_index_batcher(raft: Raft) -> mpsc::Sender<ReadIndexWaiter> {
-    let (tx, mut rx) = mpsc::channel::<ReadIndexWaiter>(4096);
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut waiters = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                waiters.push(more);
-            }
-            let outcome = match raft.get_read_log_id().await {
-                Ok((read, _applied)) => Ok(read.map(|l| l.index).unwrap_or(0)),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
-                    Err(LocalReadIndexError::NotLeader(forward.leader_node))
-                }
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(
-                    LocalReadIndexError::Other(ReadError::Unavailable(e.to_string())),
-                ),
-                Err(RaftError::Fatal(fatal)) => Err(LocalReadIndexError::Other(
-                    ReadError::Stopped(fatal.to_string()),
-                )),
-            };
-            for waiter in waiters {
-                // A reader that gave up (timeout, disconnect) is simply skipped.
-                let _ = waiter.send(outcome.clone());
-            }
-        }
-    });
-    tx
 }
