@@ -33,13 +33,16 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-async fn authenticate(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+async fn authenticate(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
+    match bearer(request.headers()) {
         Some(token) if node.peer_secret_matches(token) => next.run(request).await,
         _ => (
             StatusCode::UNAUTHORIZED,

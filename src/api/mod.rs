@@ -23,7 +23,7 @@ pub mod metrics;
 
 use crate::security;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -81,12 +81,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
 }
 
 async fn authenticate(State(ctx): State<Arc<Context>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
+    match flotilla_raft::rpc::bearer(request.headers()) {
         Some(token) if security::secrets_match(token, &ctx.admin_token) => next.run(request).await,
         Some(_) => ApiError::Unauthorized("the bearer token is not this cluster's admin credential".into())
             .into_response(),

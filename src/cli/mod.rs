@@ -44,9 +44,21 @@ pub enum Output {
     Json,
 }
 
-/// Raft tuning flags shared by `init` and `join`.
+/// Flags of a member shared by `init` and `join`.
 #[derive(Args, Debug, Clone)]
-pub struct RaftFlags {
+pub struct MemberFlags {
+    /// Directory for this member's data.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address to listen on (HOST:PORT).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address other members and clients reach this one at (defaults to --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Member name (defaults to the host name).
+    #[arg(long, alias = "node-name")]
+    pub name: Option<String>,
     /// Build a snapshot and purge the log behind it every N applied entries.
     #[arg(long, default_value_t = 20_000, hide = true)]
     pub snapshot_every: u64,
@@ -55,28 +67,32 @@ pub struct RaftFlags {
     pub election_timeout: Duration,
 }
 
+impl MemberFlags {
+    fn options(&self) -> master::Options {
+        master::Options {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            advertise: self.advertise.clone(),
+            name: self.name.clone(),
+            raft: flotilla_raft::Config {
+                snapshot_every: self.snapshot_every,
+                election_timeout: (self.election_timeout, self.election_timeout * 2),
+                ..flotilla_raft::Config::default()
+            },
+        }
+    }
+}
+
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a cluster with this machine as its first master, and serve.
     Init {
-        /// Directory for this member's data.
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Address to listen on (HOST:PORT).
-        #[arg(long)]
-        listen: Option<String>,
-        /// Address other members and clients reach this one at (defaults to --listen).
-        #[arg(long)]
-        advertise: Option<String>,
-        /// Member name (defaults to the host name).
-        #[arg(long, alias = "node-name")]
-        name: Option<String>,
+        #[command(flatten)]
+        member: MemberFlags,
         /// Do not run a worker agent in this process.
         #[arg(long)]
         no_agent: bool,
-        #[command(flatten)]
-        raft: RaftFlags,
     },
     /// Join a cluster as a master (--control-plane) or as a worker, and serve.
     Join {
@@ -88,23 +104,11 @@ pub enum Command {
         /// Join as a master (needs a master token).
         #[arg(long)]
         control_plane: bool,
-        /// Directory for this member's data.
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Address to listen on (HOST:PORT).
-        #[arg(long)]
-        listen: Option<String>,
-        /// Address others reach this member at (defaults to --listen).
-        #[arg(long)]
-        advertise: Option<String>,
-        /// Member or node name (defaults to the host name).
-        #[arg(long, alias = "node-name")]
-        name: Option<String>,
+        #[command(flatten)]
+        member: MemberFlags,
         /// Container runtime of a worker: docker or fake.
         #[arg(long)]
         runtime: Option<String>,
-        #[command(flatten)]
-        raft: RaftFlags,
     },
     /// Manage join tokens.
     #[command(subcommand)]
@@ -251,66 +255,33 @@ fn init_tracing() {
         .init();
 }
 
-fn raft_config(flags: &RaftFlags) -> flotilla_raft::Config {
-    flotilla_raft::Config {
-        snapshot_every: flags.snapshot_every,
-        election_timeout: (flags.election_timeout, flags.election_timeout * 2),
-        ..flotilla_raft::Config::default()
-    }
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Init {
-            data_dir,
-            listen,
-            advertise,
-            name,
-            no_agent,
-            raft,
-        } => {
+        Command::Init { member, no_agent } => {
             if !no_agent {
                 tracing::info!(
                     "the in-process worker agent is not built yet; running as a pure master"
                 );
             }
-            let options = master::Options {
-                data_dir: data_dir.clone(),
-                listen: listen.clone(),
-                advertise: advertise.clone(),
-                name: name.clone(),
-                raft: raft_config(raft),
-            };
-            master::run(master::Start::Init, options).await
+            master::run(master::Start::Init, member.options()).await
         }
         Command::Join {
             server,
             token,
             control_plane,
-            data_dir,
-            listen,
-            advertise,
-            name,
+            member,
             runtime: _,
-            raft,
         } => {
             if !control_plane {
                 anyhow::bail!(
                     "joining as a worker is not available yet (the agent is not built); pass --control-plane with a master token to join as a master"
                 );
             }
-            let options = master::Options {
-                data_dir: data_dir.clone(),
-                listen: listen.clone(),
-                advertise: advertise.clone(),
-                name: name.clone(),
-                raft: raft_config(raft),
-            };
             let start = master::Start::Join {
                 server: server.clone(),
                 token: token.clone(),
             };
-            master::run(start, options).await
+            master::run(start, member.options()).await
         }
         Command::Token(command) => members::token(&connect(&cli)?, command).await,
         Command::Member(command) => members::member(&connect(&cli)?, command).await,

@@ -298,26 +298,20 @@ impl Cluster {
 
     /// Runs `ctl --kubeconfig FOUNDER_KUBECONFIG ARGS...`.
     pub fn ctl(&self, args: &[&str]) -> Ran {
-        let kubeconfig = self.kubeconfig.display().to_string();
-        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
-        all.extend_from_slice(args);
-        ran(Command::new(ctl_bin())
-            .args(&all)
-            .env("FLOTILLA_LOG", "warn")
-            .output()
-            .expect("run ctl"))
+        self.run_ctl(None, args)
     }
 
     /// Runs `ctl ARGS...` against one member only (`--server`), with the admin token.
     pub fn ctl_at(&self, member: usize, args: &[&str]) -> Ran {
+        self.run_ctl(Some(&self.members[member].addr), args)
+    }
+
+    fn run_ctl(&self, server: Option<&str>, args: &[&str]) -> Ran {
         let kubeconfig = self.kubeconfig.display().to_string();
-        let server = self.members[member].addr.clone();
-        let mut all = vec![
-            "--kubeconfig",
-            kubeconfig.as_str(),
-            "--server",
-            server.as_str(),
-        ];
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        if let Some(server) = server {
+            all.extend_from_slice(&["--server", server]);
+        }
         all.extend_from_slice(args);
         ran(Command::new(ctl_bin())
             .args(&all)
