@@ -63,7 +63,7 @@ mod tests {
         let entries: Vec<Entry<TypeConfig>> = vec![
             Entry {
                 log_id,
-                payload: EntryPayload::Normal(request),
+                payload: EntryPayload::Normal(vec![request]),
             },
             Entry {
                 log_id,

@@ -31,6 +31,7 @@ pub mod error;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod propose;
 mod read;
 pub mod rpc;
 pub mod state_machine;

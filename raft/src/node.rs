@@ -14,6 +14,7 @@
 use crate::error::{Error, Result};
 use crate::log_store::{self, LogStore};
 use crate::network::{self, Network};
+use crate::propose::Proposer;
 use crate::read::{Forward, ReadIndex};
 use crate::state_machine::StateMachine;
 use crate::types::{Member, MemberId, Raft};
@@ -144,6 +145,7 @@ pub struct Node {
     peer_secret_digest: [u8; 32],
     revision: watch::Receiver<Revision>,
     leadership: watch::Receiver<Leadership>,
+    proposer: Proposer,
     reads: ReadIndex,
     leader_reads: ReadIndex,
     snapshot_installs: Arc<AtomicU64>,
@@ -217,6 +219,7 @@ impl Node {
         };
         let reads = ReadIndex::spawn(raft.clone(), Some(forward));
         let leader_reads = ReadIndex::spawn(raft.clone(), None);
+        let proposer = Proposer::spawn(raft.clone());
         Ok(Arc::new(Node {
             id: config.id,
             member: config.member,
@@ -225,6 +228,7 @@ impl Node {
             peer_secret_digest: digest(&config.peer_secret),
             revision,
             leadership,
+            proposer,
             reads,
             leader_reads,
             snapshot_installs,
@@ -308,20 +312,7 @@ impl Node {
     /// # Errors
     /// [`WriteError::NotLeader`] on a follower; others when Raft cannot commit.
     pub async fn write(&self, request: Request) -> Result<Response, WriteError> {
-        match self.raft.client_write(request).await {
-            Ok(reply) => reply
-                .data
-                .ok_or_else(|| WriteError::Unavailable("entry applied without a reply".into())),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(WriteError::NotLeader {
-                    leader: forward.leader_node,
-                })
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(WriteError::Unavailable(e.to_string()))
-            }
-            Err(RaftError::Fatal(fatal)) => Err(WriteError::Stopped(fatal.to_string())),
-        }
+        self.proposer.write(request).await
     }
 
     /// Waits until a read of the local store is linearizable: it will see every

@@ -28,8 +28,13 @@ use tokio::sync::watch;
 /// What the state machine stores beside the data, in the same batch.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 struct Marker {
+    /// The last entry applied in full.
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    /// An entry whose first N requests are applied (each request is its own
+    /// RocksDB batch). After a crash openraft hands the entry over again and
+    /// those N are skipped, so no request is applied twice.
+    partial: Option<(LogId, usize)>,
 }
 
 /// A snapshot as kept on disk.
@@ -150,32 +155,55 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut replies = Vec::new();
         for entry in entries {
+            let previous = self.marker.last_applied;
             self.marker.last_applied = Some(entry.log_id);
             let reply = match entry.payload {
                 EntryPayload::Blank => {
                     self.engine
                         .set_marker(&self.encoded_marker()?)
                         .map_err(sm_err)?;
-                    None
+                    Vec::new()
                 }
                 EntryPayload::Membership(membership) => {
                     self.marker.membership = StoredMembership::new(Some(entry.log_id), membership);
                     self.engine
                         .set_marker(&self.encoded_marker()?)
                         .map_err(sm_err)?;
-                    None
+                    Vec::new()
                 }
-                EntryPayload::Normal(request) => {
-                    // An I/O error here stops the member (openraft treats a
-                    // storage error as fatal) rather than letting replicas drift.
-                    let applied = self
-                        .engine
-                        .apply(&request, &self.encoded_marker()?)
-                        .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
-                    if !applied.events.is_empty() {
-                        self.revision.send_replace(applied.revision);
+                EntryPayload::Normal(batch) => {
+                    let last = std::mem::replace(&mut self.marker.last_applied, previous);
+                    let done = match self.marker.partial {
+                        Some((id, n)) if id == entry.log_id => n,
+                        _ => 0,
+                    };
+                    let mut responses = vec![None; done.min(batch.len())];
+                    for (i, request) in batch.iter().enumerate().skip(done) {
+                        if i + 1 == batch.len() {
+                            self.marker.last_applied = last;
+                            self.marker.partial = None;
+                        } else {
+                            self.marker.partial = Some((entry.log_id, i + 1));
+                        }
+                        // An I/O error here stops the member (openraft treats a
+                        // storage error as fatal) rather than letting replicas drift.
+                        let applied = self
+                            .engine
+                            .apply(request, &self.encoded_marker()?)
+                            .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
+                        if !applied.events.is_empty() {
+                            self.revision.send_replace(applied.revision);
+                        }
+                        responses.push(Some(applied.response));
                     }
-                    Some(applied.response)
+                    if batch.is_empty() || done >= batch.len() {
+                        self.marker.last_applied = last;
+                        self.marker.partial = None;
+                        self.engine
+                            .set_marker(&self.encoded_marker()?)
+                            .map_err(sm_err)?;
+                    }
+                    responses
                 }
             };
             replies.push(reply);
@@ -221,6 +249,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.marker = Marker {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
+            partial: None,
         };
         self.engine
             .import(&data, &self.encoded_marker()?)

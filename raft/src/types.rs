@@ -22,14 +22,20 @@ impl fmt::Display for Member {
     }
 }
 
-/// The result of applying one log entry: `None` for entries that carry no
-/// command (blank leader entries, membership changes).
-pub type Reply = Option<flotilla_storage::Response>;
+/// What one log entry carries: the client requests the proposer gathered while
+/// earlier entries were in flight (see [`crate::propose`]), applied in order.
+pub type Batch = Vec<flotilla_storage::Request>;
+
+/// The result of applying one log entry: one response per request of its
+/// batch (none for blank and membership entries). A response is `None` only
+/// for a request applied before a restart cut its entry in two; no client is
+/// waiting for it then.
+pub type Reply = Vec<Option<flotilla_storage::Response>>;
 
 openraft::declare_raft_types!(
     /// Flotilla's Raft type configuration.
     pub TypeConfig:
-        D = flotilla_storage::Request,
+        D = Batch,
         R = Reply,
         NodeId = MemberId,
         Node = Member,

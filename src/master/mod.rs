@@ -95,6 +95,10 @@ pub fn admin_kubeconfig(data_dir: &Path) -> PathBuf {
 /// # Errors
 /// When the data directory, the listener, the store or the join fails.
 pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
+    // Listen for signals before anything else, so a SIGTERM that arrives
+    // during start-up or bootstrap is never lost.
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
     let existing = Identity::load(&options.data_dir)?;
     let listen = options
         .listen
@@ -184,7 +188,6 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
         metrics: Arc::default(),
         membership_lock: tokio::sync::Mutex::new(()),
     });
-    let shutdown = CancellationToken::new();
     let server = tokio::spawn(serve(listener, api::router(ctx.clone()), shutdown.clone()));
     tracing::info!(name = %identity.name, id = format_args!("{:x}", identity.id), %local, "master serving");
 
@@ -198,14 +201,9 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
                 return Err(e);
             }
         }
-        () = signalled() => {
-            shutdown.cancel();
-        }
+        () = shutdown.cancelled() => {}
     }
-    if !shutdown.is_cancelled() {
-        signalled().await;
-        shutdown.cancel();
-    }
+    shutdown.cancelled().await;
     tracing::info!("shutting down");
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("in-flight requests did not finish in time; closing them");
@@ -367,21 +365,21 @@ async fn serve(listener: TcpListener, router: axum::Router, shutdown: Cancellati
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn signalled() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot watch SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
+/// Cancels `token` on the first SIGTERM or SIGINT. The handlers are installed
+/// before this returns.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+        token.cancel();
+    });
+    Ok(())
 }
