@@ -63,7 +63,7 @@ pub struct MemberFlags {
     #[arg(long, default_value_t = 20_000, hide = true)]
     pub snapshot_every: u64,
     /// Minimum election timeout (the maximum is twice it).
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, hide = true)]
+    #[arg(long, default_value = "300ms", value_parser = parse_duration, hide = true)]
     pub election_timeout: Duration,
 }
 
