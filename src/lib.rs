@@ -20,5 +20,6 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod master;
+pub mod objects;
 pub mod security;
 pub mod wire;

@@ -1,0 +1,5 @@
+//! Kubernetes object types and what the API knows about them.
+//!
+//! - [`registry`]: the served resources (kinds, plurals, scopes, subresources).
+
+pub mod registry;
