@@ -1,5 +1,16 @@
-//! Kubernetes object types and what the API knows about them.
+//! Kubernetes objects as the API stores and serves them.
 //!
-//! - [`registry`]: the served resources (kinds, plurals, scopes, subresources).
+//! Objects are JSON documents (`serde_json::Value`) in Kubernetes' shapes, so
+//! every field a user writes round-trips. This module knows what the server
+//! must about them:
+//! - [`registry`]: the served resources (kinds, plurals, scopes, subresources);
+//! - [`meta`]: metadata the server sets and keeps (uid, timestamps,
+//!   generation, resourceVersion);
+//! - [`kinds`]: per-kind defaulting and validation;
+//! - [`validate`]: field checks (DNS-1123 names, labels, types) that collect
+//!   every problem as a field error.
 
+pub mod kinds;
+pub mod meta;
 pub mod registry;
+pub mod validate;
