@@ -46,6 +46,19 @@ pub enum ApiError {
     /// 500: a bug or an I/O failure on this member.
     #[error("{0}")]
     Internal(String),
+    /// A Kubernetes Status with a specific reason and `details` (NotFound,
+    /// AlreadyExists, Conflict, Invalid with causes...).
+    #[error("{message}")]
+    Detailed {
+        /// HTTP status.
+        code: StatusCode,
+        /// Kubernetes reason (`NotFound`, `AlreadyExists`, `Conflict`, `Invalid`...).
+        reason: &'static str,
+        /// Human message.
+        message: String,
+        /// `details` object: name, group, kind, causes.
+        details: serde_json::Value,
+    },
 }
 
 impl ApiError {
@@ -62,6 +75,7 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            ApiError::Detailed { code, reason, .. } => (*code, reason),
         }
     }
 }
@@ -72,7 +86,7 @@ pub const RETRY_AFTER_SECS: &str = "1";
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, reason) = self.status_and_reason();
-        let body = json!({
+        let mut body = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -81,6 +95,9 @@ impl IntoResponse for ApiError {
             "reason": reason,
             "code": status.as_u16(),
         });
+        if let ApiError::Detailed { details, .. } = &self {
+            body["details"] = details.clone();
+        }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {

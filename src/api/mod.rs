@@ -15,11 +15,18 @@
 //! token) and the Raft RPCs (which take the peer secret) needs the admin
 //! credential as a bearer token; without it: 401.
 
+pub mod apis;
 pub mod cluster;
+pub mod discovery;
 pub mod error;
 pub mod health;
 pub mod kv;
 pub mod metrics;
+pub mod openapi;
+pub mod patch;
+pub mod rest;
+pub mod selectors;
+pub mod table;
 
 use crate::security;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -62,6 +69,8 @@ pub struct Context {
 pub fn router(ctx: Arc<Context>) -> Router {
     let protected = Router::new()
         .merge(kv::routes())
+        .merge(rest::routes())
+        .merge(apis::routes())
         .merge(cluster::admin_routes())
         .merge(health::admin_routes())
         .layer(middleware::from_fn_with_state(ctx.clone(), authenticate));

@@ -232,6 +232,9 @@ async fn bootstrap(
         let uri = Uri::from_static("/cluster/tokens");
         let master = api::cluster::create_token(ctx, &uri, Role::Master, INIT_TOKEN_TTL).await?;
         let worker = api::cluster::create_token(ctx, &uri, Role::Worker, INIT_TOKEN_TTL).await?;
+        for namespace in api::rest::INITIAL_NAMESPACES {
+            api::rest::ensure_namespace(ctx, namespace).await?;
+        }
         let dir = absolute(data_dir);
         println!(
             "Flotilla cluster {} initialized; this member is {} at {}.\n\n\

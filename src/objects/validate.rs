@@ -52,7 +52,7 @@ pub const DNS1123_LABEL_MAX: usize = 63;
 pub fn dns1123_subdomain(name: &str) -> Option<String> {
     let ok = !name.is_empty()
         && name.len() <= DNS1123_SUBDOMAIN_MAX
-        && name.split('.').all(|part| label_chars_ok(part));
+        && name.split('.').all(label_chars_ok);
     (!ok).then(|| {
         format!(
             "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
@@ -109,12 +109,12 @@ pub fn labels(value: Option<&Value>, field: &str, errors: &mut Errors) {
             && label_value_ok(name)
             && prefix.is_none_or(|p| dns1123_subdomain(p).is_none());
         if !key_ok {
-            errors.invalid(format!("{field}"), format!("Invalid value: {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+            errors.invalid(field, format!("Invalid value: {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
         }
         match v.as_str() {
             Some(s) if label_value_ok(s) => {}
             Some(s) => errors.invalid(
-                format!("{field}"),
+                field,
                 format!("Invalid value: {s:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
             ),
             None => errors.invalid(format!("{field}[{key}]"), "must be a string"),

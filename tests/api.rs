@@ -1,0 +1,409 @@
+//! The Kubernetes-shaped API over HTTP, as client libraries use it: CRUD,
+//! conflicts, patches, selectors, watch resume and expiry, hostile bodies.
+
+mod common;
+
+use common::Cluster;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+struct Api<'a> {
+    cluster: &'a Cluster,
+    base: String,
+}
+
+impl Api<'_> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .cluster
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.cluster.token);
+        if let Some((content_type, bytes)) = body {
+            request = request.header("content-type", content_type).body(bytes);
+        }
+        let response = request.send().await.expect("request");
+        let code = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(
+            reqwest::Method::POST,
+            path,
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(
+            reqwest::Method::PUT,
+            path,
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    async fn patch(&self, path: &str, content_type: &str, body: &Value) -> (u16, Value) {
+        self.call(
+            reqwest::Method::PATCH,
+            path,
+            Some((content_type, body.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+fn pod(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80}],
+                                     "env": [{"name": "A", "value": "1"}]}]}})
+}
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_conflicts_and_errors() {
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+
+    let (code, created) = api.post(PODS, &pod("web", json!({"app": "web"}))).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["metadata"]["namespace"], "default");
+    assert_eq!(created["status"]["phase"], "Pending");
+    assert_eq!(created["spec"]["restartPolicy"], "Always", "defaulted");
+    assert!(created["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+
+    let (code, again) = api.post(PODS, &pod("web", json!({}))).await;
+    assert_eq!(
+        (code, again["reason"].as_str()),
+        (409, Some("AlreadyExists")),
+        "{again}"
+    );
+
+    let (code, got) = api.get(&format!("{PODS}/web")).await;
+    assert_eq!(code, 200);
+    assert_eq!(got["metadata"]["resourceVersion"], rv.as_str());
+
+    // Update with the current resourceVersion works; with a stale one: 409 Conflict.
+    let mut changed = got.clone();
+    changed["metadata"]["labels"]["tier"] = json!("front");
+    let (code, updated) = api.put(&format!("{PODS}/web"), &changed).await;
+    assert_eq!(code, 200, "{updated}");
+    let (code, stale) = api.put(&format!("{PODS}/web"), &changed).await;
+    assert_eq!(
+        (code, stale["reason"].as_str()),
+        (409, Some("Conflict")),
+        "{stale}"
+    );
+
+    // Status changes only through /status.
+    let mut status = updated.clone();
+    status["status"]["phase"] = json!("Running");
+    status["spec"]["nodeName"] = json!("ignored");
+    let (code, after) = api.put(&format!("{PODS}/web/status"), &status).await;
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["status"]["phase"], "Running");
+    assert!(
+        after["spec"].get("nodeName").is_none(),
+        "spec must not change through /status"
+    );
+
+    // Invalid objects: 422 naming each bad field.
+    let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}]}});
+    let (code, invalid) = api.post(PODS, &bad).await;
+    assert_eq!(
+        (code, invalid["reason"].as_str()),
+        (422, Some("Invalid")),
+        "{invalid}"
+    );
+    let fields: Vec<&str> = invalid["details"]["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    assert_eq!(fields, vec!["metadata.name", "spec.containers[0].image"]);
+    assert!(invalid["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("invalid"));
+
+    // Unknown namespace, unknown object, unknown resource.
+    let (code, _) = api
+        .post("/api/v1/namespaces/nowhere/pods", &pod("p", json!({})))
+        .await;
+    assert_eq!(code, 404);
+    let (code, missing) = api.get(&format!("{PODS}/ghost")).await;
+    assert_eq!((code, missing["reason"].as_str()), (404, Some("NotFound")));
+    assert_eq!(missing["details"]["name"], "ghost");
+    let (code, _) = api.get("/api/v1/namespaces/default/widgets").await;
+    assert_eq!(code, 404);
+
+    // Hostile bodies: wrong types, truncated, deep nesting, huge, non-JSON.
+    let hostile: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("application/json", br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":"no"}}"#.to_vec(), 422),
+        ("application/json", br#"{"metadata":{"name":5}}"#.to_vec(), 422),
+        ("application/json", br#"{"metadata":{"name":"x""#.to_vec(), 400),
+        ("application/json", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), 400),
+        ("application/json", vec![b'x'; 4 * 1024 * 1024], 413),
+        ("application/yaml", b"metadata: [unclosed".to_vec(), 400),
+        ("application/json", b"[1,2,3]".to_vec(), 400),
+    ];
+    for (content_type, body, want) in hostile {
+        let size = body.len();
+        let (code, status) = api
+            .call(reqwest::Method::POST, PODS, Some((content_type, body)))
+            .await;
+        assert_eq!(code, want, "{content_type} body of {size} bytes: {status}");
+    }
+    assert!(cluster.members.iter().all(|m| m.log().len() < 50_000_000));
+    let (code, _) = api.get(&format!("{PODS}/web")).await;
+    assert_eq!(code, 200, "the server survived hostile bodies");
+
+    // Delete: an unbound pod goes at once; then 404.
+    let (code, _) = api.delete(&format!("{PODS}/web")).await;
+    assert_eq!(code, 200);
+    let (code, _) = api.get(&format!("{PODS}/web")).await;
+    assert_eq!(code, 404);
+
+    // Without the admin credential: 401.
+    let response = cluster
+        .http
+        .get(format!("{}{PODS}", api.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_and_selectors() {
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+    for (name, app, tier) in [
+        ("a", "web", "front"),
+        ("b", "web", "back"),
+        ("c", "db", "back"),
+    ] {
+        let (code, body) = api
+            .post(PODS, &pod(name, json!({"app": app, "tier": tier})))
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (selector, want) in [
+        ("labelSelector=app%3Dweb", vec!["a", "b"]),
+        ("labelSelector=tier%20in%20(back),app!%3Dweb", vec!["c"]),
+        ("labelSelector=!tier", vec![]),
+        ("fieldSelector=metadata.name%3Db", vec!["b"]),
+        ("fieldSelector=spec.nodeName%3D", vec!["a", "b", "c"]),
+    ] {
+        let (code, list) = api.get(&format!("{PODS}?{selector}")).await;
+        assert_eq!(code, 200, "{list}");
+        assert_eq!(names(&list), want, "{selector}");
+    }
+    // limit / continue pages through a consistent snapshot.
+    let (_, page) = api.get(&format!("{PODS}?limit=2")).await;
+    assert_eq!(names(&page), vec!["a", "b"]);
+    let token = page["metadata"]["continue"]
+        .as_str()
+        .expect("continue token")
+        .to_owned();
+    let (_, rest) = api.get(&format!("{PODS}?limit=2&continue={token}")).await;
+    assert_eq!(names(&rest), vec!["c"]);
+    assert!(rest["metadata"].get("continue").is_none());
+
+    // Strategic merge: change the image, keep ports and env, add a container.
+    let smp = json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "d"}],
+        "containers": [{"name": "c", "image": "busybox:1.37"}, {"name": "d", "image": "nginx"}]}});
+    let (code, patched) = api
+        .patch(
+            &format!("{PODS}/a"),
+            "application/strategic-merge-patch+json",
+            &smp,
+        )
+        .await;
+    assert_eq!(code, 200, "{patched}");
+    let c = &patched["spec"]["containers"];
+    assert_eq!(
+        (
+            c[0]["image"].as_str(),
+            c[0]["ports"][0]["containerPort"].as_i64(),
+            c[0]["env"][0]["name"].as_str()
+        ),
+        (Some("busybox:1.37"), Some(80), Some("A"))
+    );
+    assert_eq!(c[1]["name"], "d");
+    // Merge patch replaces lists; JSON patch edits by path.
+    let (code, merged) = api
+        .patch(
+            &format!("{PODS}/b"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"labels": {"tier": null}}}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert!(merged["metadata"]["labels"].get("tier").is_none());
+    let (code, jp) = api
+        .patch(
+            &format!("{PODS}/b"),
+            "application/json-patch+json",
+            &json!([{"op": "replace", "path": "/metadata/labels/app", "value": "api"}]),
+        )
+        .await;
+    assert_eq!(
+        (code, jp["metadata"]["labels"]["app"].as_str()),
+        (200, Some("api"))
+    );
+    let (code, _) = api
+        .patch(
+            &format!("{PODS}/b"),
+            "application/json-patch+json",
+            &json!([{"op": "test", "path": "/metadata/labels/app", "value": "nope"}]),
+        )
+        .await;
+    assert_eq!(code, 422);
+    let (code, _) = api
+        .patch(&format!("{PODS}/b"), "text/plain", &json!({}))
+        .await;
+    assert_eq!(code, 415);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_and_expires() {
+    use futures::StreamExt;
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+    let (_, first) = api.post(PODS, &pod("w1", json!({"app": "w"}))).await;
+    let from = first["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    api.post(PODS, &pod("w2", json!({"app": "w"}))).await;
+    api.delete(&format!("{PODS}/w1")).await;
+
+    let response = cluster
+        .http
+        .get(format!(
+            "{}{PODS}?watch=true&resourceVersion={from}&labelSelector=app%3Dw",
+            api.base
+        ))
+        .bearer_auth(&cluster.token)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut buffer = Vec::new();
+    let mut events: Vec<(String, String)> = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while events.len() < 2 {
+            buffer.extend_from_slice(&stream.next().await.expect("open").expect("chunk"));
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let event: Value = serde_json::from_slice(&line).expect("event");
+                events.push((
+                    event["type"].as_str().unwrap_or("").into(),
+                    event["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .into(),
+                ));
+            }
+        }
+    })
+    .await
+    .expect("events in time");
+    assert_eq!(
+        events,
+        vec![
+            ("ADDED".to_owned(), "w2".to_owned()),
+            ("DELETED".to_owned(), "w1".to_owned())
+        ]
+    );
+
+    // Compact past `from`: the same watch now ends with 410 Expired.
+    let (_, now) = api.get(PODS).await;
+    let current: i64 = now["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .expect("list rv");
+    let response = cluster
+        .http
+        .post(format!("{}/kv/compact", api.base))
+        .bearer_auth(&cluster.token)
+        .json(&json!({"revision": current}))
+        .send()
+        .await
+        .expect("compact");
+    assert_eq!(response.status(), 200);
+    let text = cluster
+        .http
+        .get(format!(
+            "{}{PODS}?watch=true&resourceVersion={from}",
+            api.base
+        ))
+        .bearer_auth(&cluster.token)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("watch")
+        .text()
+        .await
+        .unwrap_or_default();
+    let event: Value =
+        serde_json::from_str(text.lines().next().unwrap_or("{}")).expect("error event");
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["object"]["code"].as_i64(),
+            event["object"]["reason"].as_str()
+        ),
+        (Some("ERROR"), Some(410), Some("Expired")),
+        "{text}"
+    );
+}
