@@ -10,10 +10,13 @@
 //! - [`kv`]: `ctl bench kv`: puts and linearizable gets against Flotilla's
 //!   `/kv` API or etcd's v3 JSON gateway, so the two stores can be compared
 //!   with the same client, the same key space and the same value sizes.
+//! - [`api`]: `ctl bench api`: the Kubernetes API — create and get latency,
+//!   full lists of many pods, and watch fan-out.
 //!
 //! The benchmark is an edge of the system, like the CLI: it reports failures
 //! with `anyhow`, and keeps typed errors only for the per-request failures it
 //! counts.
 
+pub mod api;
 pub mod kv;
 mod stats;

@@ -184,6 +184,30 @@ pub enum ClusterCommand {
 /// `ctl bench ...`
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Kubernetes API latency and scale: create, get, list, watch fan-out.
+    Api {
+        /// Comma-separated HOST:PORT list (default: the kubeconfig's masters).
+        #[arg(long, value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Pods created and read back in the latency phases.
+        #[arg(long, default_value_t = 2000)]
+        creates: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Pods in the namespace when listing.
+        #[arg(long, default_value_t = 10_000)]
+        list_pods: usize,
+        /// Concurrent watches.
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        /// Pods created while the watches run.
+        #[arg(long, default_value_t = 100)]
+        watch_events: usize,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Key-value throughput and latency, against Flotilla or etcd.
     Kv {
         /// Which store to drive.
@@ -287,6 +311,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(command) => members::member(&connect(&cli)?, command).await,
         Command::Cluster(command) => members::cluster(&connect(&cli)?, command, &cli).await,
         Command::Kv(command) => kv::run(&connect(&cli)?, command).await,
+        Command::Bench(BenchCommand::Api {
+            endpoints,
+            creates,
+            clients,
+            list_pods,
+            watchers,
+            watch_events,
+            output,
+        }) => {
+            let client = connect(&cli)?;
+            client.learn_members().await;
+            let endpoints = if endpoints.is_empty() {
+                client.known_masters()
+            } else {
+                endpoints.clone()
+            };
+            let options = bench::api::Options {
+                endpoints,
+                token: selected(&cli)?.1,
+                creates: *creates,
+                clients: *clients,
+                list_pods: *list_pods,
+                watchers: *watchers,
+                watch_events: *watch_events,
+            };
+            let report = bench::api::run(&options).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Table => print!("{}", report.table()),
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Kv {
             target,
             endpoints,
