@@ -7,6 +7,8 @@
 
 mod kv;
 mod members;
+mod objects;
+mod output;
 
 use crate::bench;
 use crate::client::kubeconfig::Kubeconfig;
@@ -125,6 +127,21 @@ pub enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Create or update objects from manifests (files, directories, or - for stdin).
+    Apply(objects::ApplyArgs),
+    /// List objects, or show one, as a table, YAML, JSON or names.
+    Get(objects::GetArgs),
+    /// Show an object in detail, with its events.
+    Describe(objects::DescribeArgs),
+    /// Delete objects by type and name, or those of manifests.
+    Delete(objects::DeleteArgs),
+    /// Set the replicas of a Deployment or ReplicaSet.
+    Scale(objects::ScaleArgs),
+    /// Follow rollouts.
+    #[command(subcommand)]
+    Rollout(objects::RolloutCommand),
+    /// Print a pod's logs.
+    Logs(objects::LogsArgs),
 }
 
 /// `ctl token ...`
@@ -263,7 +280,11 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A server's Status reads as kubectl prints it, without "error: ".
+            match e.downcast_ref::<objects::ServerError>() {
+                Some(status) => eprintln!("{status}"),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -311,6 +332,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(command) => members::member(&connect(&cli)?, command).await,
         Command::Cluster(command) => members::cluster(&connect(&cli)?, command, &cli).await,
         Command::Kv(command) => kv::run(&connect(&cli)?, command).await,
+        Command::Apply(args) => objects::apply(&connect(&cli)?, args).await,
+        Command::Get(args) => objects::get(&connect(&cli)?, args).await,
+        Command::Describe(args) => objects::describe(&connect(&cli)?, args).await,
+        Command::Delete(args) => objects::delete(&connect(&cli)?, args).await,
+        Command::Scale(args) => objects::scale(&connect(&cli)?, args).await,
+        Command::Rollout(command) => objects::rollout(&connect(&cli)?, command).await,
+        Command::Logs(args) => objects::logs(&connect(&cli)?, args).await,
         Command::Bench(BenchCommand::Api {
             endpoints,
             creates,

@@ -90,6 +90,22 @@ struct Masters {
     leader: Option<String>,
 }
 
+/// Per-request settings beyond [`Client::send`]'s defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras {
+    /// Content type of the body (default `application/json`), e.g.
+    /// `application/merge-patch+json` for a PATCH.
+    pub content_type: Option<&'static str>,
+    /// Accept header, e.g. the server-side Table media type.
+    pub accept: Option<&'static str>,
+    /// Overrides [`REQUEST_TIMEOUT`] for the whole request, body included
+    /// (a watch or a followed log streams for longer).
+    pub timeout: Option<Duration>,
+    /// Return a `503` as the answer instead of trying another master: for
+    /// endpoints whose 503 is a deliberate answer (pod logs without agents).
+    pub final_unavailable: bool,
+}
+
 /// A client of the masters' HTTP API.
 pub struct Client {
     http: reqwest::Client,
@@ -217,6 +233,23 @@ impl Client {
         route: Route,
         deadline: Duration,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_with(method, path, body, route, deadline, &Extras::default())
+            .await
+    }
+
+    /// [`Client::send`] with the headers, timeout and 503 handling of `extras`.
+    ///
+    /// # Errors
+    /// As [`Client::send`].
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        route: Route,
+        deadline: Duration,
+        extras: &Extras,
+    ) -> Result<reqwest::Response, ClientError> {
         let started = Instant::now();
         let request_id = (method != Method::GET).then(|| hex::encode(rand::random::<[u8; 16]>()));
         let mut target = self
@@ -241,9 +274,16 @@ impl Client {
                 request = request.header(REQUEST_ID_HEADER, id);
             }
             if let Some(body) = &body {
+                let content_type = extras.content_type.unwrap_or("application/json");
                 request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
                     .body(body.clone());
+            }
+            if let Some(accept) = extras.accept {
+                request = request.header(reqwest::header::ACCEPT, accept);
+            }
+            if let Some(timeout) = extras.timeout {
+                request = request.timeout(timeout);
             }
             match request.send().await {
                 Ok(response) if response.status() == StatusCode::TEMPORARY_REDIRECT => {
@@ -265,7 +305,10 @@ impl Client {
                         }
                     }
                 }
-                Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                Ok(response)
+                    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+                        && !extras.final_unavailable =>
+                {
                     last_error = format!("{target}: {}", error_message(response).await);
                 }
                 Ok(response) => {
