@@ -293,6 +293,9 @@ pub struct JoinGrant {
     pub peer_secret: String,
     /// The admin credential, for the member's own admin.kubeconfig.
     pub admin_token: String,
+    /// The cluster CA, key included: a master signs its own serving
+    /// certificate with it.
+    pub ca: crate::security::pki::Authority,
 }
 
 /// Body of `POST /cluster/join/complete` (step two: learner, catch up, voter).

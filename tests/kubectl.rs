@@ -103,7 +103,6 @@ spec:
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "kubectl sends credentials only over TLS (kubernetes/kubectl#744); runs once the API listener serves TLS"]
 async fn kubectl_drives_the_cluster() {
     let cluster = Cluster::start(3).await;
     let k = Kubectl {

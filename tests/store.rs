@@ -297,12 +297,24 @@ async fn tokens_membership_and_bad_input() {
     };
     let good = cluster.master_token();
     let (id, _) = good.split_once('.').expect("ID.SECRET");
-    let wrong = format!("{id}.0000000000000000");
+    let hash = good.rsplit('.').next().expect("CA hash").to_owned();
+    let wrong = format!("{id}.0000000000000000.{hash}");
     assert!(
         join(&wrong).contains("wrong secret"),
         "wrong secret not named"
     );
-    assert!(join("zzzzzz.0000000000000000").contains("unknown token"));
+    assert!(join(&format!("zzzzzz.0000000000000000.{hash}")).contains("unknown token"));
+    // A token naming another CA: the joiner refuses before sending it.
+    let other_ca = format!(
+        "{id}.{}.{}",
+        good.split('.').nth(1).unwrap_or(""),
+        "0".repeat(64)
+    );
+    assert!(
+        join(&other_ca).contains("refusing to send the token"),
+        "CA mismatch not detected"
+    );
+    assert!(join(&format!("{id}.0000000000000000")).contains("no CA fingerprint"));
     assert!(join("not-a-token").contains("malformed"));
 
     let out = cluster.ctl(&["token", "create", "--role", "master", "--ttl", "1s"]);
@@ -430,7 +442,8 @@ async fn watch_replays_follows_and_reports_compaction() {
         cluster.members[0].url(),
         first - 1
     );
-    let response = reqwest::Client::new()
+    let response = cluster
+        .http
         .get(url)
         .bearer_auth(&cluster.token)
         .send()

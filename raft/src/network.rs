@@ -22,18 +22,34 @@ use std::time::Duration;
 /// Path prefix of the Raft RPC routes.
 pub const RPC_PREFIX: &str = "/raft";
 
-/// Builds the HTTP client used for peer traffic. One place, so TLS slots in here.
+/// Builds the HTTP client used for peer traffic: HTTPS trusting only the
+/// cluster CA when `ca_pem` is given, plain HTTP otherwise.
 ///
 /// # Errors
-/// When the TLS or connector setup fails.
-pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// When the CA is not valid PEM or the TLS setup fails.
+pub fn http_client(timeout: Duration, ca_pem: Option<&str>) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(500))
         .timeout(timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_pem {
+        builder = builder
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+    }
+    builder.build()
+}
+
+/// `https` when peers talk TLS (a CA is configured), else `http`.
+pub fn scheme(ca_pem: Option<&str>) -> &'static str {
+    if ca_pem.is_some() {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// Creates one [`Peer`] per target member.
@@ -41,12 +57,17 @@ pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 pub struct Network {
     client: reqwest::Client,
     secret: String,
+    scheme: &'static str,
 }
 
 impl Network {
-    /// A network that authenticates with `secret`.
-    pub fn new(client: reqwest::Client, secret: String) -> Network {
-        Network { client, secret }
+    /// A network that authenticates with `secret` and speaks `scheme`.
+    pub fn new(client: reqwest::Client, secret: String, scheme: &'static str) -> Network {
+        Network {
+            client,
+            secret,
+            scheme,
+        }
     }
 }
 
@@ -57,6 +78,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             client: self.client.clone(),
             secret: self.secret.clone(),
+            scheme: self.scheme,
             target,
             member: node.clone(),
         }
@@ -67,6 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Peer {
     client: reqwest::Client,
     secret: String,
+    scheme: &'static str,
     target: MemberId,
     member: Member,
 }
@@ -84,7 +107,10 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let body = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}{}/{}", self.member.addr, RPC_PREFIX, rpc);
+        let url = format!(
+            "{}://{}{}/{}",
+            self.scheme, self.member.addr, RPC_PREFIX, rpc
+        );
         let response = self
             .client
             .post(url)

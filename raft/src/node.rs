@@ -49,6 +49,9 @@ pub struct Config {
     /// Entries kept in the log behind a snapshot, so slightly lagging members
     /// catch up from the log rather than by snapshot.
     pub keep_behind_snapshot: u64,
+    /// The cluster CA (PEM): peers are reached over HTTPS trusting it alone.
+    /// None: plain HTTP (tests of this crate only).
+    pub ca_pem: Option<String>,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             election_timeout: ELECTION_TIMEOUT,
             snapshot_every: 20_000,
             keep_behind_snapshot: 5_000,
+            ca_pem: None,
         }
     }
 }
@@ -203,11 +207,13 @@ impl Node {
             ..Default::default()
         }
         .validate()?;
-        let http = network::http_client(Duration::from_secs(30)).map_err(raft_failure)?;
+        let ca_pem = config.ca_pem.as_deref();
+        let scheme = network::scheme(ca_pem);
+        let http = network::http_client(Duration::from_secs(30), ca_pem).map_err(raft_failure)?;
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network::new(http.clone(), config.peer_secret.clone()),
+            Network::new(http.clone(), config.peer_secret.clone(), scheme),
             log_store,
             state_machine,
         )
@@ -216,6 +222,7 @@ impl Node {
         let leadership = spawn_leadership_watch(&raft, config.id);
         let forward = Forward {
             http: http.clone(),
+            scheme,
             secret: config.peer_secret.clone(),
             timeout: READ_INDEX_TIMEOUT,
         };

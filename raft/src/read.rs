@@ -29,6 +29,7 @@ const QUEUE: usize = 4096;
 #[derive(Clone)]
 pub(crate) struct Forward {
     pub(crate) http: reqwest::Client,
+    pub(crate) scheme: &'static str,
     pub(crate) secret: String,
     pub(crate) timeout: Duration,
 }
@@ -92,7 +93,10 @@ async fn round(raft: &Raft, forward: Option<&Forward>) -> Result<u64, ReadError>
 }
 
 async fn ask_leader(forward: &Forward, leader: &Member) -> Result<u64, ReadError> {
-    let url = format!("http://{}{}/read-index", leader.addr, RPC_PREFIX);
+    let url = format!(
+        "{}://{}{}/read-index",
+        forward.scheme, leader.addr, RPC_PREFIX
+    );
     let unavailable = |e: String| ReadError::Unavailable(format!("read index from {leader}: {e}"));
     let response = forward
         .http

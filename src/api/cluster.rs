@@ -32,6 +32,13 @@ pub fn join_routes() -> Router<Arc<Context>> {
     Router::new()
         .route("/cluster/join", post(join))
         .route("/cluster/join/complete", post(join_complete))
+        .route("/cluster/ca", get(ca))
+}
+
+/// The CA certificate (public): a joining machine fetches it and checks its
+/// fingerprint against the one in its token before sending the token.
+async fn ca(State(ctx): State<Arc<Context>>) -> String {
+    ctx.ca.cert_pem.clone()
 }
 
 /// Routes that need the admin credential.
@@ -157,6 +164,7 @@ async fn join(
         id,
         peer_secret: ctx.peer_secret.clone(),
         admin_token: ctx.admin_token.clone(),
+        ca: ctx.ca.clone(),
     }))
 }
 
@@ -242,6 +250,16 @@ async fn remove(
     Ok(Json(RemoveReply { voters, warning }))
 }
 
+/// `ID.SECRET` with the CA fingerprint appended: `ID.SECRET.HEX`.
+fn with_ca_hash(ctx: &Context, token: &str) -> Result<String, ApiError> {
+    let fingerprint = crate::security::pki::fingerprint(&ctx.ca.cert_pem)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(format!(
+        "{token}.{}",
+        fingerprint.trim_start_matches("sha256:")
+    ))
+}
+
 /// Creates a join token through the replicated store.
 ///
 /// # Errors
@@ -269,7 +287,7 @@ pub async fn create_token(
         Store::Txn {
             succeeded: true, ..
         } => Ok(TokenCreated {
-            token,
+            token: with_ca_hash(ctx, &token)?,
             id: record.id,
             expires: record.expires,
         }),

@@ -63,6 +63,8 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     /// Serializes membership changes made through this member.
     pub membership_lock: tokio::sync::Mutex<()>,
+    /// The cluster CA (handed to joining masters, fingerprinted in tokens).
+    pub ca: crate::security::pki::Authority,
 }
 
 /// The whole router of a master.
@@ -106,7 +108,7 @@ async fn authenticate(State(ctx): State<Arc<Context>>, request: Request, next: N
 pub fn redirect(leader: &Member, uri: &Uri) -> ApiError {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     ApiError::Redirect {
-        location: format!("http://{}{}", leader.addr, path),
+        location: format!("https://{}{}", leader.addr, path),
         leader: leader.addr.clone(),
     }
 }

@@ -31,6 +31,8 @@ pub struct Options {
     pub endpoints: Vec<String>,
     /// Admin bearer token.
     pub token: Option<String>,
+    /// The cluster CA (PEM).
+    pub ca_pem: Option<String>,
     /// Pods created (and read back) in the latency phases.
     pub creates: usize,
     /// Concurrent client tasks.
@@ -48,6 +50,7 @@ impl Default for Options {
         Options {
             endpoints: Vec::new(),
             token: None,
+            ca_pem: None,
             creates: 2000,
             clients: 16,
             list_pods: 10_000,
@@ -198,6 +201,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let client = Arc::new(Client::new(
         &options.endpoints,
         options.token.clone(),
+        options.ca_pem.as_deref(),
         None,
     )?);
     let namespace = format!("bench-{}", crate::security::random_string(6));
@@ -335,7 +339,7 @@ async fn watch_fan_out(
         .as_str()
         .unwrap_or("0")
         .to_owned();
-    let http = client::http_client(Duration::from_secs(120))?;
+    let http = client::http_client(Duration::from_secs(120), options.ca_pem.as_deref())?;
     let masters = client.known_masters();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let mut watches = Vec::new();

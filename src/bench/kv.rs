@@ -80,6 +80,15 @@ impl Target {
             Target::Etcd => "etcd",
         }
     }
+
+    /// The scheme for a bare `HOST:PORT`: Flotilla's masters serve TLS,
+    /// the local etcd plain HTTP.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Target::Flotilla => "https",
+            Target::Etcd => "http",
+        }
+    }
 }
 
 /// What each measured operation does.
@@ -121,6 +130,9 @@ pub struct Options {
     pub value_size: usize,
     /// Bearer token sent to Flotilla (ignored for etcd).
     pub token: Option<String>,
+    /// The cluster CA (PEM) Flotilla's masters are trusted by (HTTPS); etcd
+    /// is reached over plain HTTP.
+    pub ca_pem: Option<String>,
     /// Distinct keys written and read.
     pub keys: usize,
 }
@@ -135,6 +147,7 @@ impl Default for Options {
             ops: 1000,
             value_size: 256,
             token: None,
+            ca_pem: None,
             keys: DEFAULT_KEYS,
         }
     }
@@ -215,15 +228,23 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let bases = options
         .endpoints
         .iter()
-        .map(|e| base_url(e))
+        .map(|e| base_url(e, options.target.scheme()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .tcp_nodelay(true)
         .redirect(Policy::none())
         .pool_max_idle_per_host(options.clients)
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
+        .timeout(REQUEST_TIMEOUT);
+    if let (Some(pem), Target::Flotilla) = (&options.ca_pem, options.target) {
+        builder = builder
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(pem.as_bytes())
+                    .context("the cluster CA is not PEM")?,
+            );
+    }
+    let client = builder.build().context("building the HTTP client")?;
     let auth = match (&options.token, options.target) {
         (Some(token), Target::Flotilla) => {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -331,14 +352,14 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     })
 }
 
-/// The base URL of an endpoint: `HOST:PORT` gains `http://`, a trailing `/`
+/// The base URL of an endpoint: `HOST:PORT` gains `SCHEME://`, a trailing `/`
 /// goes.
-fn base_url(endpoint: &str) -> anyhow::Result<String> {
+fn base_url(endpoint: &str, scheme: &str) -> anyhow::Result<String> {
     let trimmed = endpoint.trim();
     let full = if trimmed.contains("://") {
         trimmed.to_string()
     } else {
-        format!("http://{trimmed}")
+        format!("{scheme}://{trimmed}")
     };
     let url = Url::parse(&full).with_context(|| format!("endpoint {endpoint:?} is not a URL"))?;
     if url.host_str().is_none_or(str::is_empty) {
@@ -728,7 +749,8 @@ fn redirect_target(response: &Response, url: &str) -> Result<(String, String), R
         return Ok((target.to_string(), target.origin().ascii_serialization()));
     }
     if let Some(leader) = header(LEADER_HEADER) {
-        let base = base_url(&leader).map_err(|_| fail("x-flotilla-leader is not HOST:PORT"))?;
+        let base =
+            base_url(&leader, "https").map_err(|_| fail("x-flotilla-leader is not HOST:PORT"))?;
         let path = match original.query() {
             Some(query) => format!("{}?{query}", original.path()),
             None => original.path().to_string(),
@@ -776,9 +798,9 @@ mod tests {
             (" master-1:6443 ", "http://master-1:6443"),
         ];
         for (endpoint, base) in cases {
-            assert_eq!(base_url(endpoint).expect(endpoint), base);
+            assert_eq!(base_url(endpoint, "http").expect(endpoint), base);
         }
-        assert!(base_url("http://").is_err());
+        assert!(base_url("http://", "http").is_err());
     }
 
     #[test]

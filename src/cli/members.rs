@@ -147,13 +147,15 @@ pub async fn cluster(client: &Client, command: &ClusterCommand, cli: &Cli) -> an
         ClusterCommand::Status { output } => {
             let members: Vec<MemberView> = client.get("/cluster/members").await?;
             client.learn_members().await;
-            let token = super::selected(cli)?.1;
+            let selection = super::selected(cli)?;
+            let (token, ca_pem) = (selection.token, selection.ca_pem);
             // Ask every member about itself, concurrently, each with a short timeout.
             let probes = members.iter().map(|m| {
                 let token = token.clone();
+                let ca_pem = ca_pem.clone();
                 let address = m.address.clone();
                 async move {
-                    let probe = Client::new(&[address], token, None)?;
+                    let probe = Client::new(&[address], token, ca_pem.as_deref(), None)?;
                     let local: LocalStatus = tokio::time::timeout(
                         Duration::from_secs(3),
                         probe.json(

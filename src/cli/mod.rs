@@ -357,7 +357,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let options = bench::api::Options {
                 endpoints,
-                token: selected(&cli)?.1,
+                token: selected(&cli)?.token,
+                ca_pem: selected(&cli)?.ca_pem,
                 creates: *creates,
                 clients: *clients,
                 list_pods: *list_pods,
@@ -381,7 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keys,
             output,
         }) => {
-            let (endpoints, token) = if *target == bench::kv::Target::Flotilla {
+            let (endpoints, token, ca_pem) = if *target == bench::kv::Target::Flotilla {
                 let client = connect(&cli)?;
                 client.learn_members().await;
                 let endpoints = if endpoints.is_empty() {
@@ -389,9 +390,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     endpoints.clone()
                 };
-                (endpoints, selected(&cli)?.1)
+                let selection = selected(&cli)?;
+                (endpoints, selection.token, selection.ca_pem)
             } else {
-                (endpoints.clone(), None)
+                (endpoints.clone(), None, None)
             };
             if endpoints.is_empty() {
                 anyhow::bail!("no endpoints: pass --endpoints HOST:PORT,...");
@@ -404,6 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ops: *ops,
                 value_size: *value_size,
                 token,
+                ca_pem,
                 keys: *keys,
             };
             let report = bench::kv::run(&options).await?;
@@ -416,8 +419,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The server(s) and token the flags and kubeconfig select.
-fn selected(cli: &Cli) -> anyhow::Result<(Vec<String>, Option<String>, Option<PathBuf>)> {
+/// What the flags and the kubeconfig select.
+pub(crate) struct Selection {
+    /// Masters to try first.
+    pub servers: Vec<String>,
+    /// Admin bearer token.
+    pub token: Option<String>,
+    /// The cluster CA (PEM).
+    pub ca_pem: Option<String>,
+    /// Where learned member addresses are cached.
+    pub cache: Option<PathBuf>,
+}
+
+/// The server(s), token and CA the flags and kubeconfig select.
+fn selected(cli: &Cli) -> anyhow::Result<Selection> {
     let from_file = match &cli.kubeconfig {
         Some(path) => {
             let config = Kubeconfig::load(path)?;
@@ -426,6 +441,7 @@ fn selected(cli: &Cli) -> anyhow::Result<(Vec<String>, Option<String>, Option<Pa
         None => None,
     };
     let token = from_file.as_ref().and_then(|(s, _)| s.token.clone());
+    let ca_pem = from_file.as_ref().and_then(|(s, _)| s.ca_pem.clone());
     let servers = match (&cli.server, &from_file) {
         (Some(server), _) => vec![server.clone()],
         (None, Some((s, _))) => vec![s.server.clone()],
@@ -434,12 +450,27 @@ fn selected(cli: &Cli) -> anyhow::Result<(Vec<String>, Option<String>, Option<Pa
         ),
     };
     let cache = from_file.map(|(_, path)| path.with_extension("members.json"));
-    Ok((servers, token, cache))
+    Ok(Selection {
+        servers,
+        token,
+        ca_pem,
+        cache,
+    })
 }
 
 fn connect(cli: &Cli) -> anyhow::Result<Client> {
-    let (servers, token, cache) = selected(cli)?;
+    let selection = selected(cli)?;
     // With an explicit --server, talk to that master only (e.g. to snapshot it).
-    let cache = if cli.server.is_some() { None } else { cache };
-    Client::new(&servers, token, cache).context("building the HTTP client")
+    let cache = if cli.server.is_some() {
+        None
+    } else {
+        selection.cache
+    };
+    Client::new(
+        &selection.servers,
+        selection.token,
+        selection.ca_pem.as_deref(),
+        cache,
+    )
+    .context("building the HTTP client")
 }

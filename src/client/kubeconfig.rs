@@ -61,6 +61,13 @@ pub struct Cluster {
     /// API server URL.
     #[serde(default)]
     pub server: String,
+    /// The CA to trust, base64 of its PEM.
+    #[serde(
+        rename = "certificate-authority-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate_authority_data: Option<String>,
 }
 
 /// A credential.
@@ -116,13 +123,17 @@ pub enum KubeconfigError {
 pub struct Selected {
     /// API server URL.
     pub server: String,
+    /// The CA (PEM) to trust, if the kubeconfig has one.
+    pub ca_pem: Option<String>,
     /// Bearer token, if any.
     pub token: Option<String>,
 }
 
 impl Kubeconfig {
-    /// A kubeconfig with one cluster, one admin user and one context.
-    pub fn admin(cluster_name: &str, server: &str, token: &str) -> Kubeconfig {
+    /// A kubeconfig with one cluster (trusting `ca_pem`), one admin user and
+    /// one context.
+    pub fn admin(cluster_name: &str, server: &str, token: &str, ca_pem: &str) -> Kubeconfig {
+        use base64::Engine as _;
         let user = format!("{cluster_name}-admin");
         Kubeconfig {
             api_version: "v1".into(),
@@ -131,6 +142,9 @@ impl Kubeconfig {
                 name: cluster_name.into(),
                 cluster: Cluster {
                     server: server.into(),
+                    certificate_authority_data: Some(
+                        base64::engine::general_purpose::STANDARD.encode(ca_pem),
+                    ),
                 },
             }],
             users: vec![NamedUser {
@@ -205,8 +219,23 @@ impl Kubeconfig {
             .iter()
             .find(|u| u.name == context.context.user)
             .and_then(|u| u.user.token.clone());
+        let ca_pem = match &cluster.cluster.certificate_authority_data {
+            None => None,
+            Some(data) => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data.trim())
+                    .map_err(|e| {
+                        incomplete(format!("certificate-authority-data is not base64: {e}"))
+                    })?;
+                Some(String::from_utf8(bytes).map_err(|_| {
+                    incomplete("certificate-authority-data is not a PEM certificate".into())
+                })?)
+            }
+        };
         Ok(Selected {
             server: cluster.cluster.server.clone(),
+            ca_pem,
             token,
         })
     }
@@ -239,14 +268,15 @@ mod tests {
     fn admin_round_trips_and_selects() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("admin.kubeconfig");
-        Kubeconfig::admin("flotilla", "http://127.0.0.1:6443", "secret")
+        Kubeconfig::admin("flotilla", "https://127.0.0.1:6443", "secret", "PEM")
             .save(&path)
             .expect("save");
         let selected = Kubeconfig::load(&path)
             .expect("load")
             .selected(&path)
             .expect("selected");
-        assert_eq!(selected.server, "http://127.0.0.1:6443");
+        assert_eq!(selected.server, "https://127.0.0.1:6443");
+        assert_eq!(selected.ca_pem.as_deref(), Some("PEM"));
         assert_eq!(selected.token.as_deref(), Some("secret"));
     }
 }

@@ -28,17 +28,24 @@ const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const MAX_REDIRECTS: usize = 5;
 
-/// Builds an HTTP client with the project's settings.
+/// Builds an HTTP client with the project's settings: HTTPS that trusts the
+/// cluster CA alone when `ca_pem` is given (masters always serve TLS).
 ///
 /// # Errors
-/// When the TLS backend or the resolver cannot be set up.
-pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// When the CA is not valid PEM or the TLS backend cannot be set up.
+pub fn http_client(timeout: Duration, ca_pem: Option<&str>) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .timeout(timeout)
         .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_pem {
+        builder = builder
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+    }
+    builder.build()
 }
 
 /// Why a request failed.
@@ -120,7 +127,7 @@ pub fn base_url(server: &str) -> String {
     if server.starts_with("http://") || server.starts_with("https://") {
         server.to_owned()
     } else {
-        format!("http://{server}")
+        format!("https://{server}")
     }
 }
 
@@ -134,7 +141,8 @@ fn base_of(location: &str) -> Option<String> {
 }
 
 impl Client {
-    /// A client for `servers` (`HOST:PORT` or URLs), authenticating with `token`.
+    /// A client for `servers` (`HOST:PORT` or URLs), authenticating with
+    /// `token` and trusting the cluster CA `ca_pem`.
     /// `cache` is a file where learned member addresses are kept between runs.
     ///
     /// # Errors
@@ -142,6 +150,7 @@ impl Client {
     pub fn new(
         servers: &[String],
         token: Option<String>,
+        ca_pem: Option<&str>,
         cache: Option<PathBuf>,
     ) -> Result<Client, ClientError> {
         let mut list: Vec<String> = servers.iter().map(|s| base_url(s)).collect();
@@ -157,7 +166,7 @@ impl Client {
             }
         }
         Ok(Client {
-            http: http_client(REQUEST_TIMEOUT)?,
+            http: http_client(REQUEST_TIMEOUT, ca_pem)?,
             token,
             masters: Mutex::new(Masters {
                 list,
@@ -464,7 +473,7 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        assert_eq!(base_url("127.0.0.1:7001"), "http://127.0.0.1:7001");
+        assert_eq!(base_url("127.0.0.1:7001"), "https://127.0.0.1:7001");
         assert_eq!(base_url("http://h:1/"), "http://h:1");
         assert_eq!(
             base_of("http://127.0.0.1:7002/kv/put?x=1").as_deref(),

@@ -7,11 +7,12 @@
 //! in-flight requests get a few seconds, then Raft shuts down.
 
 pub mod identity;
+pub mod tls;
 
 use crate::api::{self, Context};
 use crate::client::kubeconfig::Kubeconfig;
 use crate::client::{self, Client};
-use crate::security::{self, tokens::Role};
+use crate::security::{self, pki, tokens, tokens::Role};
 use crate::wire::{JoinComplete, JoinGrant, JoinRequest, MemberView};
 use anyhow::{bail, Context as _};
 use axum::http::Uri;
@@ -135,6 +136,11 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
             identity.clone()
         }
         (None, Start::Init) => {
+            pki::install(
+                &options.data_dir,
+                &pki::Authority::generate()?,
+                &cert_hosts(&listen, &advertise),
+            )?;
             let identity = Identity {
                 cluster_id: security::random_string(12),
                 id: 1 + (rand::random::<u64>() >> 2),
@@ -151,6 +157,11 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
         }
         (None, Start::Join { server, token }) => {
             let grant = request_join(server, token, &name, &advertise, None).await?;
+            pki::install(
+                &options.data_dir,
+                &grant.ca,
+                &cert_hosts(&listen, &advertise),
+            )?;
             let identity = Identity {
                 cluster_id: grant.cluster_id,
                 id: grant.id,
@@ -167,7 +178,12 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
         }
     };
 
+    let ca = pki::load_authority(&options.data_dir).context(
+        "this member's certificates are missing; was the data directory copied without pki/?",
+    )?;
+    let tls = pki::server_config(&pki::load_serving(&options.data_dir)?)?;
     let raft_config = flotilla_raft::Config {
+        ca_pem: Some(ca.cert_pem.clone()),
         id: identity.id,
         member: flotilla_raft::Member {
             name: identity.name.clone(),
@@ -187,7 +203,9 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
         peer_secret: identity.peer_secret.clone(),
         metrics: Arc::default(),
         membership_lock: tokio::sync::Mutex::new(()),
+        ca,
     });
+    let listener = tls::Listener::new(listener, tls);
     let server = tokio::spawn(serve(listener, api::router(ctx.clone()), shutdown.clone()));
     tracing::info!(name = %identity.name, id = format_args!("{:x}", identity.id), %local, "master serving");
 
@@ -227,6 +245,7 @@ async fn bootstrap(
             "flotilla",
             &client::base_url(&identity.advertise),
             &identity.admin_token,
+            &ctx.ca.cert_pem,
         )
         .save(&kubeconfig)?;
         let uri = Uri::from_static("/cluster/tokens");
@@ -269,7 +288,8 @@ async fn bootstrap(
         )
         .await?;
         println!("Catching up with the cluster's log as a learner...");
-        let members: Vec<MemberView> = join_client(server)?
+        let members: Vec<MemberView> = join_client(server, token)
+            .await?
             .post_long(
                 "/cluster/join/complete",
                 &JoinComplete {
@@ -287,6 +307,7 @@ async fn bootstrap(
             "flotilla",
             &client::base_url(&identity.advertise),
             &identity.admin_token,
+            &ctx.ca.cert_pem,
         )
         .save(&kubeconfig)?;
         let voters = members.iter().filter(|m| m.role == "voter").count();
@@ -310,9 +331,41 @@ async fn wait_for_leadership(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client for join requests: no admin credential, the token is in the body.
-fn join_client(server: &str) -> anyhow::Result<JoinClient> {
-    Ok(JoinClient(Client::new(&[server.to_owned()], None, None)?))
+/// A client for join requests: no admin credential (the token is in the
+/// body), trusting only the CA whose fingerprint the token carries. The CA is
+/// fetched from the server first, over a connection that is not yet trusted,
+/// and checked against the fingerprint before anything secret is sent.
+async fn join_client(server: &str, token: &str) -> anyhow::Result<JoinClient> {
+    tokens::parse(token)?;
+    let Some(expected) = tokens::ca_fingerprint(token) else {
+        bail!("the token has no CA fingerprint: use the whole token `ctl token create` prints (ID.SECRET.CAHASH)");
+    };
+    let probe = reqwest::Client::builder()
+        .use_rustls_tls()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!("{}/cluster/ca", client::base_url(server));
+    let ca_pem = probe
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {server} to fetch its CA"))?
+        .error_for_status()?
+        .text()
+        .await?;
+    let actual = pki::fingerprint(&ca_pem)?;
+    if actual != expected {
+        bail!(
+            "{server} presents CA {actual}, but the token names {expected}: refusing to send the token to it (wrong cluster, or someone in between)"
+        );
+    }
+    Ok(JoinClient(Client::new(
+        &[server.to_owned()],
+        None,
+        Some(&ca_pem),
+        None,
+    )?))
 }
 
 struct JoinClient(Client);
@@ -351,15 +404,45 @@ async fn request_join(
         address: advertise.to_owned(),
         id,
     };
-    join_client(server)?
+    join_client(server, token)
+        .await?
         .0
         .post("/cluster/join", &request)
         .await
         .map_err(|e| anyhow::anyhow!("join refused by {server}: {e}"))
 }
 
+/// The names a master's serving certificate covers: its advertised and
+/// listen hosts, and loopback.
+fn cert_hosts(listen: &str, advertise: &str) -> Vec<String> {
+    let host = |addr: &str| -> String {
+        let host = match addr.rsplit_once(':') {
+            Some((host, _)) => host,
+            None => addr,
+        };
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    };
+    let mut hosts = vec![
+        host(advertise),
+        host(listen),
+        "127.0.0.1".into(),
+        "localhost".into(),
+    ];
+    hosts.retain(|h| !h.is_empty() && h != "0.0.0.0" && h != "::");
+    hosts.dedup();
+    let mut unique = Vec::new();
+    for h in hosts {
+        if !unique.contains(&h) {
+            unique.push(h);
+        }
+    }
+    unique
+}
+
 /// Serves `router` until `shutdown` is cancelled.
-async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
+async fn serve(listener: tls::Listener, router: axum::Router, shutdown: CancellationToken) {
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

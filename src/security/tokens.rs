@@ -76,7 +76,7 @@ pub fn generate(role: Role, ttl_secs: u64, now: u64) -> (String, TokenRecord) {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// Not of the form `ID.SECRET`.
-    #[error("malformed token: expected ID.SECRET (6 and 16 characters of a-z, 0-9)")]
+    #[error("malformed token: expected ID.SECRET.CAHASH (6 and 16 characters of a-z, 0-9, then 64 hex digits), as `ctl token create` prints it")]
     Malformed,
     /// No token with this id exists.
     #[error("unknown token {id}: it was never created here")]
@@ -122,17 +122,33 @@ pub enum TokenError {
 /// [`TokenError::Malformed`] unless it is `ID.SECRET` with the right lengths
 /// and characters.
 pub fn parse(token: &str) -> Result<(&str, &str), TokenError> {
-    let (id, secret) = token.trim().split_once('.').ok_or(TokenError::Malformed)?;
+    let mut parts = token.trim().split('.');
+    let (Some(id), Some(secret)) = (parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed);
+    };
+    // An optional third part is the CA fingerprint, for the joining side.
+    let ca_ok = parts
+        .next()
+        .is_none_or(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
     let valid = |s: &str, len: usize| {
         s.len() == len
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
-    if valid(id, ID_LEN) && valid(secret, SECRET_LEN) {
+    if valid(id, ID_LEN) && valid(secret, SECRET_LEN) && ca_ok && parts.next().is_none() {
         Ok((id, secret))
     } else {
         Err(TokenError::Malformed)
     }
+}
+
+/// The CA fingerprint (`sha256:HEX`) a token carries, if it has one.
+pub fn ca_fingerprint(token: &str) -> Option<String> {
+    token
+        .trim()
+        .split('.')
+        .nth(2)
+        .map(|hash| format!("sha256:{}", hash.to_ascii_lowercase()))
 }
 
 /// Checks `token` against its stored record (None if none is stored).

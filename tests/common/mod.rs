@@ -120,9 +120,9 @@ impl Member {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// `http://ADDR`.
+    /// `https://ADDR` (masters serve TLS with the cluster CA).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 }
 
@@ -176,11 +176,7 @@ impl Cluster {
     /// waited on until it is a voter.
     pub async fn start(size: usize) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("http client");
+        let http = http_client(None);
         let mut cluster = Cluster {
             kubeconfig: root.path().join("m1").join("admin.kubeconfig"),
             root,
@@ -213,6 +209,9 @@ impl Cluster {
                 },
             )
             .await;
+        let ca = std::fs::read(cluster.root.path().join("m1").join("pki").join("ca.crt"))
+            .expect("the founder's CA certificate");
+        cluster.http = http_client(Some(&ca));
         let text = std::fs::read_to_string(&cluster.kubeconfig).expect("read kubeconfig");
         cluster.token = text
             .lines()
@@ -414,6 +413,20 @@ impl Cluster {
         let reply: serde_json::Value = response.json().await.ok()?;
         Some(reply["kv"]["value"].as_str().map(str::to_owned))
     }
+}
+
+/// An HTTP client that trusts `ca` (PEM) and follows no redirects.
+pub fn http_client(ca: Option<&[u8]>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10));
+    if let Some(ca) = ca {
+        builder = builder
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca).expect("CA PEM"));
+    }
+    builder.build().expect("http client")
 }
 
 /// Percent-encodes a query value.
