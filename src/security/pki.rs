@@ -211,7 +211,7 @@ pub fn server_config(serving: &Serving) -> Result<rustls::ServerConfig, PkiError
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| PkiError::Pem(format!("serving certificate and key do not match: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
