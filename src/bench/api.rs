@@ -387,6 +387,7 @@ async fn watch_fan_out(
             .context("a watch did not start within 30 s")?;
     }
     let mut started: HashMap<String, Instant> = HashMap::new();
+    let phase = Instant::now();
     for i in 0..options.watch_events {
         let name = format!("w{i:06}");
         started.insert(name.clone(), Instant::now());
@@ -394,7 +395,6 @@ async fn watch_fan_out(
     }
     let expected = options.watchers * options.watch_events;
     let mut samples = Vec::with_capacity(expected);
-    let phase = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while samples.len() < expected {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
