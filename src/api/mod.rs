@@ -83,12 +83,39 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(protected)
         .merge(open)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(refuse_oversized))
         .with_state(ctx.clone())
         .merge(flotilla_raft::rpc::router(ctx.node.clone()))
         .layer(middleware::from_fn_with_state(
             ctx.metrics.clone(),
             metrics::track,
         ))
+}
+
+/// Largest oversized body read (and discarded) before answering 413, so the
+/// client, still sending, gets the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Answers 413 to a body whose declared length is over [`MAX_BODY`], after
+/// draining it (up to [`DRAIN_LIMIT`]).
+async fn refuse_oversized(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > MAX_BODY => {
+            if length <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+            }
+            ApiError::TooLarge(format!(
+                "request body of {length} bytes is larger than the limit of {MAX_BODY} bytes"
+            ))
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 async fn authenticate(State(ctx): State<Arc<Context>>, request: Request, next: Next) -> Response {
