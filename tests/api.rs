@@ -407,3 +407,93 @@ async fn watch_resumes_and_expires() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_cluster_ips_and_node_ports() {
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+    const SVCS: &str = "/api/v1/namespaces/default/services";
+    let svc = |name: &str, spec: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec});
+    let (code, a) = api
+        .post(
+            SVCS,
+            &svc(
+                "a",
+                json!({"selector": {"app": "a"}, "ports": [{"port": 80}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{a}");
+    let (_, b) = api.post(SVCS, &svc("b", json!({"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "nodePort": 30081}]}))).await;
+    let ip_a = a["spec"]["clusterIP"]
+        .as_str()
+        .expect("cluster IP")
+        .to_owned();
+    let ip_b = b["spec"]["clusterIP"]
+        .as_str()
+        .expect("cluster IP")
+        .to_owned();
+    assert!(ip_a.starts_with("10.") && ip_a != ip_b, "{ip_a} {ip_b}");
+    assert_eq!(
+        a["spec"]["ports"][0]["targetPort"], 80,
+        "targetPort defaults to port"
+    );
+    let node_port = b["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .expect("allocated node port");
+    assert!((30000..=32767).contains(&node_port));
+    assert_eq!(b["spec"]["ports"][1]["nodePort"], 30081);
+
+    // A node port in use is refused; once its Service is gone it is free again.
+    let (code, taken) = api
+        .post(
+            SVCS,
+            &svc(
+                "c",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 422, "{taken}");
+    let (code, _) = api.delete(&format!("{SVCS}/b")).await;
+    assert_eq!(code, 200);
+    let (code, c) = api
+        .post(
+            SVCS,
+            &svc(
+                "c",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{c}");
+
+    // The cluster IP survives updates that omit it and cannot be changed.
+    let (code, kept) = api
+        .patch(
+            &format!("{SVCS}/a"),
+            "application/merge-patch+json",
+            &json!({"spec": {"clusterIP": null, "selector": {"app": "b"}}}),
+        )
+        .await;
+    assert_eq!(
+        (code, kept["spec"]["clusterIP"].as_str()),
+        (200, Some(ip_a.as_str())),
+        "{kept}"
+    );
+    let (code, moved) = api
+        .patch(
+            &format!("{SVCS}/a"),
+            "application/merge-patch+json",
+            &json!({"spec": {"clusterIP": "10.96.0.99"}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{moved}");
+    assert!(moved["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("immutable"));
+}

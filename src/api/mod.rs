@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod patch;
 pub mod rest;
 pub mod selectors;
+pub mod services;
 pub mod table;
 
 use crate::security;

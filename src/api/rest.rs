@@ -19,6 +19,7 @@
 
 use super::{read_barrier, write, ApiError, Consistency, Context};
 use crate::api::selectors::Selector;
+use crate::api::services::{self, Claim};
 use crate::objects::registry::{self, Resource};
 use crate::objects::{kinds, meta};
 use axum::body::{Body, Bytes};
@@ -360,6 +361,18 @@ impl Request<'_> {
         expected: Revision,
         obj: Option<&Value>,
     ) -> Result<Swap, ApiError> {
+        self.swap_with(key, expected, obj, &[]).await
+    }
+
+    /// [`Self::swap`], also taking or releasing range keys (cluster IPs,
+    /// node ports) in the same transaction.
+    async fn swap_with(
+        &self,
+        key: &str,
+        expected: Revision,
+        obj: Option<&Value>,
+        claims: &[Claim],
+    ) -> Result<Swap, ApiError> {
         let target = if expected == 0 {
             Target::CreateRevision(0)
         } else {
@@ -391,9 +404,28 @@ impl Request<'_> {
                 key: key.as_bytes().to_vec(),
             },
         };
+        let mut success = vec![op];
+        for claim in claims {
+            match claim {
+                Claim::Take { key, owner } => {
+                    compare.push(Compare {
+                        key: key.clone().into_bytes(),
+                        target: Target::CreateRevision(0),
+                        op: CompareOp::Equal,
+                    });
+                    success.push(Op::Put {
+                        key: key.clone().into_bytes(),
+                        value: owner.clone().into_bytes(),
+                    });
+                }
+                Claim::Release { key } => success.push(Op::Delete {
+                    key: key.clone().into_bytes(),
+                }),
+            }
+        }
         let command = Command::Txn(Txn {
             compare,
-            success: vec![op],
+            success,
             failure: vec![],
         });
         match write(self.ctx, self.uri, self.headers, command).await? {
@@ -638,23 +670,82 @@ impl Request<'_> {
         self.validate(&obj)?;
         meta::on_create(&mut obj, meta::now());
         let name = meta::name(&obj).unwrap_or("").to_owned();
-        match self.swap(&self.key(&name), 0, Some(&obj)).await? {
-            Swap::Done(revision) => {
-                meta::set_resource_version(&mut obj, revision);
-                self.render(obj, StatusCode::CREATED)
-            }
-            Swap::Lost => {
-                if self.resource().namespaced && load(self.ctx, &self.key(&name))?.is_none() {
-                    return Err(self.namespace_missing());
+        let owner = format!("{}/{name}", self.target.namespace.as_deref().unwrap_or(""));
+        let key = self.key(&name);
+        // A Service's random IP or node port may be taken: try a few.
+        for _ in 0..ALLOCATION_ATTEMPTS {
+            let mut candidate = obj.clone();
+            let claims = if self.resource().kind == "Service" {
+                services::allocate(&mut candidate, &owner)
+            } else {
+                Vec::new()
+            };
+            match self.swap_with(&key, 0, Some(&candidate), &claims).await? {
+                Swap::Done(revision) => {
+                    meta::set_resource_version(&mut candidate, revision);
+                    return self.render(candidate, StatusCode::CREATED);
                 }
-                Err(ApiError::Detailed {
-                    code: StatusCode::CONFLICT,
-                    reason: "AlreadyExists",
-                    message: format!("{} \"{name}\" already exists", self.resource().plural),
-                    details: details(self.resource(), &name),
-                })
+                Swap::Lost => {
+                    if load(self.ctx, &key)?.is_some() {
+                        return Err(ApiError::Detailed {
+                            code: StatusCode::CONFLICT,
+                            reason: "AlreadyExists",
+                            message: format!(
+                                "{} \"{name}\" already exists",
+                                self.resource().plural
+                            ),
+                            details: details(self.resource(), &name),
+                        });
+                    }
+                    if self.resource().namespaced && !self.namespace_exists()? {
+                        return Err(self.namespace_missing());
+                    }
+                    if claims.is_empty() {
+                        return Err(conflict(self.resource(), &name));
+                    }
+                }
             }
         }
+        let mut errors = crate::objects::validate::Errors::default();
+        errors.invalid(
+            "spec",
+            format!("the cluster IP or a node port is already allocated (service range {}, node ports {}-{})",
+                services::SERVICE_CIDR, services::NODE_PORTS.start(), services::NODE_PORTS.end()),
+        );
+        Err(invalid(self.resource(), &name, errors))
+    }
+
+    fn namespace_exists(&self) -> Result<bool, ApiError> {
+        let Some(ns) = &self.target.namespace else {
+            return Ok(true);
+        };
+        let key = registry::by_kind("Namespace")
+            .map(|r| r.key(None, ns))
+            .unwrap_or_default();
+        Ok(self
+            .ctx
+            .node
+            .engine()
+            .get(key.as_bytes(), None)?
+            .value
+            .is_some())
+    }
+
+    /// The range keys an update of `current` into `next` takes or gives back.
+    fn update_claims(&self, current: &Value, next: &mut Value) -> Result<Vec<Claim>, ApiError> {
+        if self.resource().kind != "Service" {
+            return Ok(Vec::new());
+        }
+        let owner = format!(
+            "{}/{}",
+            self.target.namespace.as_deref().unwrap_or(""),
+            self.name()
+        );
+        services::reallocate(current, next, &owner).map_err(|message| {
+            let mut errors = crate::objects::validate::Errors::default();
+            errors.invalid("spec.clusterIP", message);
+            invalid(self.resource(), self.name(), errors)
+        })
     }
 
     /// Turns the client's new version into the object to store, given the
@@ -704,7 +795,8 @@ impl Request<'_> {
             return Err(conflict(self.resource(), self.name()));
         }
         let mut next = self.merge_for(&current, new, sub)?;
-        match self.swap(&key, revision, Some(&next)).await? {
+        let claims = self.update_claims(&current, &mut next)?;
+        match self.swap_with(&key, revision, Some(&next), &claims).await? {
             Swap::Done(rev) => {
                 meta::set_resource_version(&mut next, rev);
                 self.render(next, StatusCode::OK)
@@ -762,10 +854,11 @@ impl Request<'_> {
                 return Err(conflict(self.resource(), self.name()));
             }
             let mut next = self.merge_for(&current, patched, sub)?;
+            let claims = self.update_claims(&current, &mut next)?;
             if next == current {
                 return self.render(current, StatusCode::OK);
             }
-            if let Swap::Done(rev) = self.swap(&key, revision, Some(&next)).await? {
+            if let Swap::Done(rev) = self.swap_with(&key, revision, Some(&next), &claims).await? {
                 meta::set_resource_version(&mut next, rev);
                 return self.render(next, StatusCode::OK);
             }
@@ -928,7 +1021,12 @@ impl Request<'_> {
                 }
                 continue;
             }
-            if let Swap::Done(_) = self.swap(&key, revision, None).await? {
+            let claims = if self.resource().kind == "Service" {
+                services::release(&current)
+            } else {
+                Vec::new()
+            };
+            if let Swap::Done(_) = self.swap_with(&key, revision, None, &claims).await? {
                 return self.render(current, StatusCode::OK);
             }
         }
@@ -944,7 +1042,12 @@ impl Request<'_> {
                 .key(meta::namespace(obj), meta::name(obj).unwrap_or(""));
             if let Some(revision) = meta::resource_version(obj) {
                 // Lost races are fine: the object changed or went meanwhile.
-                let _ = self.swap(&key, revision, None).await?;
+                let claims = if self.resource().kind == "Service" {
+                    services::release(obj)
+                } else {
+                    Vec::new()
+                };
+                let _ = self.swap_with(&key, revision, None, &claims).await?;
             }
         }
         let list = json!({
@@ -1081,6 +1184,9 @@ impl Request<'_> {
             .into_response())
     }
 }
+
+/// Random cluster IPs / node ports tried before a create gives up.
+const ALLOCATION_ATTEMPTS: usize = 8;
 
 /// How often an idle watch that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
