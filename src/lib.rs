@@ -10,6 +10,7 @@
 //! - [`security`]: join tokens and credentials.
 //! - [`client`]: the HTTP client `ctl` uses: follows leader redirects, remembers
 //!   the leader, rotates through the masters with back-off; kubeconfig files.
+//! - [`controllers`]: loops only the Raft leader runs.
 //! - [`bench`]: load generators (`ctl bench kv`) for Flotilla and etcd.
 //! - [`cli`]: the command line.
 //!
@@ -19,6 +20,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod controllers;
 pub mod master;
 pub mod objects;
 pub mod security;

@@ -497,3 +497,60 @@ async fn services_get_cluster_ips_and_node_ports() {
         .unwrap_or("")
         .contains("immutable"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_pods_are_deleted_gracefully() {
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+    for name in ["g1", "g2"] {
+        let (code, _) = api.post(PODS, &pod(name, json!({}))).await;
+        assert_eq!(code, 201);
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}});
+        let (code, body) = api.post(&format!("{PODS}/{name}/binding"), &binding).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let (code, again) = api
+        .post(
+            &format!("{PODS}/g1/binding"),
+            &json!({"target": {"name": "n2"}}),
+        )
+        .await;
+    assert_eq!(code, 409, "a bound pod cannot be bound again: {again}");
+
+    // A bound pod is marked, not removed, and goes when its grace runs out.
+    let (code, marked) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{PODS}/g1"),
+            Some(("application/json", br#"{"gracePeriodSeconds": 1}"#.to_vec())),
+        )
+        .await;
+    assert_eq!(code, 202, "{marked}");
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    let (code, _) = api.get(&format!("{PODS}/g1")).await;
+    assert_eq!(code, 200, "still there during its grace period");
+    common::wait_for(
+        "the pod to go after its grace period",
+        Duration::from_secs(15),
+        || async {
+            let (code, _) = api.get(&format!("{PODS}/g1")).await;
+            (code == 404).then_some(())
+        },
+    )
+    .await;
+
+    // Its agent confirms with grace 0: removed at once.
+    let (code, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{PODS}/g2"),
+            Some(("application/json", br#"{"gracePeriodSeconds": 0}"#.to_vec())),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = api.get(&format!("{PODS}/g2")).await;
+    assert_eq!(code, 404);
+}

@@ -207,6 +207,7 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
     });
     let listener = tls::Listener::new(listener, tls);
     let server = tokio::spawn(serve(listener, api::router(ctx.clone()), shutdown.clone()));
+    tokio::spawn(crate::controllers::run(ctx.clone(), shutdown.clone()));
     tracing::info!(name = %identity.name, id = format_args!("{:x}", identity.id), %local, "master serving");
 
     let bootstrap = bootstrap(&ctx, &identity, &start, &options.data_dir);
