@@ -22,25 +22,35 @@ use std::time::Duration;
 /// Path prefix of the Raft RPC routes.
 pub const RPC_PREFIX: &str = "/raft";
 
-/// Builds the HTTP client used for peer traffic: HTTPS trusting only the
-/// cluster CA when `ca_pem` is given, plain HTTP otherwise.
+/// A client builder that, given the cluster CA, speaks HTTPS trusting that CA
+/// alone (no system roots); plain HTTP without one. Every HTTP client of the
+/// project starts here, so trust is decided in one place.
+///
+/// # Errors
+/// When `ca_pem` is not a PEM certificate.
+pub fn client_builder(ca_pem: Option<&str>) -> reqwest::Result<reqwest::ClientBuilder> {
+    let builder = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none());
+    Ok(match ca_pem {
+        Some(pem) => builder
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?),
+        None => builder,
+    })
+}
+
+/// Builds the HTTP client used for peer traffic (see [`client_builder`]).
 ///
 /// # Errors
 /// When the CA is not valid PEM or the TLS setup fails.
 pub fn http_client(timeout: Duration, ca_pem: Option<&str>) -> reqwest::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
+    client_builder(ca_pem)?
         .connect_timeout(Duration::from_millis(500))
         .timeout(timeout)
-        .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = ca_pem {
-        builder = builder
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
-    }
-    builder.build()
+        .build()
 }
 
 /// `https` when peers talk TLS (a CA is configured), else `http`.

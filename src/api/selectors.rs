@@ -25,6 +25,18 @@ pub struct Selector {
     requirements: Vec<Requirement>,
 }
 
+/// `k=v`, `k==v` or `k!=v`, if `part` is one of those.
+fn equality(part: &str) -> Option<Requirement> {
+    if let Some((k, v)) = part.split_once("!=") {
+        Some(Requirement::NotEquals(k.trim().into(), v.trim().into()))
+    } else if let Some((k, v)) = part.split_once("==") {
+        Some(Requirement::Equals(k.trim().into(), v.trim().into()))
+    } else {
+        part.split_once('=')
+            .map(|(k, v)| Requirement::Equals(k.trim().into(), v.trim().into()))
+    }
+}
+
 /// Splits on commas that are not inside parentheses.
 fn split_top(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
@@ -66,12 +78,8 @@ impl Selector {
             if part.is_empty() {
                 continue;
             }
-            let r = if let Some((k, v)) = part.split_once("!=") {
-                Requirement::NotEquals(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = part.split_once("==") {
-                Requirement::Equals(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = part.split_once('=') {
-                Requirement::Equals(k.trim().into(), v.trim().into())
+            let r = if let Some(r) = equality(part) {
+                r
             } else if let Some((k, list)) = part.split_once(" notin ") {
                 Requirement::NotIn(k.trim().into(), values(list)?)
             } else if let Some((k, list)) = part.split_once(" in ") {
@@ -99,13 +107,7 @@ impl Selector {
             if part.is_empty() {
                 continue;
             }
-            let r = if let Some((k, v)) = part.split_once("!=") {
-                Requirement::NotEquals(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = part.split_once("==") {
-                Requirement::Equals(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = part.split_once('=') {
-                Requirement::Equals(k.trim().into(), v.trim().into())
-            } else {
+            let Some(r) = equality(part) else {
                 return Err(format!(
                     "invalid field selector {part:?}: expected FIELD=VALUE or FIELD!=VALUE"
                 ));

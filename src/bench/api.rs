@@ -190,6 +190,27 @@ where
     Ok((all, started.elapsed()))
 }
 
+/// Creates pods `p{first}`..`p{first + count - 1}` from `clients` tasks,
+/// timing each create.
+async fn create_pods(
+    client: &Arc<Client>,
+    pods: &str,
+    clients: usize,
+    first: usize,
+    count: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let (c, p) = (client.clone(), pods.to_owned());
+    concurrently(clients, count, move |i| {
+        let (c, p) = (c.clone(), p.clone());
+        async move {
+            let body = pod(&format!("p{:06}", first + i));
+            call(&c, Method::POST, &p, Some(&body), Route::Leader).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors
@@ -230,23 +251,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 }
 
 async fn phases(options: &Options, client: &Arc<Client>, pods: &str) -> anyhow::Result<Report> {
-    let (c, p) = (client.clone(), pods.to_owned());
-    let (samples, elapsed) = concurrently(options.clients, options.creates, move |i| {
-        let (c, p) = (c.clone(), p.clone());
-        async move {
-            call(
-                &c,
-                Method::POST,
-                &p,
-                Some(&pod(&format!("p{i:06}"))),
-                Route::Leader,
-            )
-            .await?;
-            Ok(())
-        }
-    })
-    .await
-    .context("create phase")?;
+    let (samples, elapsed) = create_pods(client, pods, options.clients, 0, options.creates)
+        .await
+        .context("create phase")?;
     let create = latency(samples, elapsed);
 
     let (c, p) = (client.clone(), pods.to_owned());
@@ -263,23 +270,9 @@ async fn phases(options: &Options, client: &Arc<Client>, pods: &str) -> anyhow::
 
     // Fill up to list_pods, untimed, then time full lists.
     let fill = options.list_pods.saturating_sub(options.creates);
-    let (c, p, offset) = (client.clone(), pods.to_owned(), options.creates);
-    concurrently(64, fill, move |i| {
-        let (c, p) = (c.clone(), p.clone());
-        async move {
-            call(
-                &c,
-                Method::POST,
-                &p,
-                Some(&pod(&format!("p{:06}", offset + i))),
-                Route::Leader,
-            )
-            .await?;
-            Ok(())
-        }
-    })
-    .await
-    .context("filling the namespace for the list phase")?;
+    create_pods(client, pods, 64, options.creates, fill)
+        .await
+        .context("filling the namespace for the list phase")?;
     let mut list_samples = Vec::new();
     let mut list_bytes = 0;
     let list_started = Instant::now();

@@ -35,7 +35,6 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
-use reqwest::redirect::Policy;
 use reqwest::{Client, Response, StatusCode, Url};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -230,20 +229,14 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         .iter()
         .map(|e| base_url(e, options.target.scheme()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut builder = Client::builder()
-        .tcp_nodelay(true)
-        .redirect(Policy::none())
+    let ca_pem = match options.target {
+        Target::Flotilla => options.ca_pem.as_deref(),
+        Target::Etcd => None,
+    };
+    let builder = flotilla_raft::network::client_builder(ca_pem)
+        .context("the cluster CA is not PEM")?
         .pool_max_idle_per_host(options.clients)
         .timeout(REQUEST_TIMEOUT);
-    if let (Some(pem), Target::Flotilla) = (&options.ca_pem, options.target) {
-        builder = builder
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(pem.as_bytes())
-                    .context("the cluster CA is not PEM")?,
-            );
-    }
     let client = builder.build().context("building the HTTP client")?;
     let auth = match (&options.token, options.target) {
         (Some(token), Target::Flotilla) => {

@@ -348,17 +348,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             watch_events,
             output,
         }) => {
-            let client = connect(&cli)?;
-            client.learn_members().await;
-            let endpoints = if endpoints.is_empty() {
-                client.known_masters()
-            } else {
-                endpoints.clone()
-            };
+            let (endpoints, selection) = bench_target(&cli, endpoints).await?;
             let options = bench::api::Options {
                 endpoints,
-                token: selected(&cli)?.token,
-                ca_pem: selected(&cli)?.ca_pem,
+                token: selection.token,
+                ca_pem: selection.ca_pem,
                 creates: *creates,
                 clients: *clients,
                 list_pods: *list_pods,
@@ -383,14 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output,
         }) => {
             let (endpoints, token, ca_pem) = if *target == bench::kv::Target::Flotilla {
-                let client = connect(&cli)?;
-                client.learn_members().await;
-                let endpoints = if endpoints.is_empty() {
-                    client.known_masters()
-                } else {
-                    endpoints.clone()
-                };
-                let selection = selected(&cli)?;
+                let (endpoints, selection) = bench_target(&cli, endpoints).await?;
                 (endpoints, selection.token, selection.ca_pem)
             } else {
                 (endpoints.clone(), None, None)
@@ -456,6 +443,19 @@ fn selected(cli: &Cli) -> anyhow::Result<Selection> {
         ca_pem,
         cache,
     })
+}
+
+/// The masters a benchmark drives (`--endpoints`, else every member the
+/// cluster names) and the credentials the kubeconfig selects.
+async fn bench_target(cli: &Cli, endpoints: &[String]) -> anyhow::Result<(Vec<String>, Selection)> {
+    let client = connect(cli)?;
+    client.learn_members().await;
+    let endpoints = if endpoints.is_empty() {
+        client.known_masters()
+    } else {
+        endpoints.to_vec()
+    };
+    Ok((endpoints, selected(cli)?))
 }
 
 fn connect(cli: &Cli) -> anyhow::Result<Client> {

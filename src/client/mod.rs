@@ -34,18 +34,10 @@ const MAX_REDIRECTS: usize = 5;
 /// # Errors
 /// When the CA is not valid PEM or the TLS backend cannot be set up.
 pub fn http_client(timeout: Duration, ca_pem: Option<&str>) -> reqwest::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
+    flotilla_raft::network::client_builder(ca_pem)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(timeout)
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = ca_pem {
-        builder = builder
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
-    }
-    builder.build()
+        .build()
 }
 
 /// Why a request failed.

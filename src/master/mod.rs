@@ -242,13 +242,7 @@ async fn bootstrap(
     if identity.founder && !ctx.node.is_initialized().await? {
         ctx.node.initialize().await?;
         wait_for_leadership(ctx).await?;
-        Kubeconfig::admin(
-            "flotilla",
-            &client::base_url(&identity.advertise),
-            &identity.admin_token,
-            &ctx.ca.cert_pem,
-        )
-        .save(&kubeconfig)?;
+        write_admin_kubeconfig(ctx, identity, &kubeconfig)?;
         let uri = Uri::from_static("/cluster/tokens");
         let master = api::cluster::create_token(ctx, &uri, Role::Master, INIT_TOKEN_TTL).await?;
         let worker = api::cluster::create_token(ctx, &uri, Role::Worker, INIT_TOKEN_TTL).await?;
@@ -304,13 +298,7 @@ async fn bootstrap(
         let mut joined = identity.clone();
         joined.joined = true;
         joined.save(data_dir)?;
-        Kubeconfig::admin(
-            "flotilla",
-            &client::base_url(&identity.advertise),
-            &identity.admin_token,
-            &ctx.ca.cert_pem,
-        )
-        .save(&kubeconfig)?;
+        write_admin_kubeconfig(ctx, identity, &kubeconfig)?;
         let voters = members.iter().filter(|m| m.role == "voter").count();
         println!(
             "Joined cluster {} as voter {} ({} voters).\n\nTo use it:\n  export KUBECONFIG={}",
@@ -320,6 +308,18 @@ async fn bootstrap(
             kubeconfig.display()
         );
     }
+    Ok(())
+}
+
+/// Writes the admin kubeconfig: this member's URL, the CA, the admin token.
+fn write_admin_kubeconfig(ctx: &Context, identity: &Identity, path: &Path) -> anyhow::Result<()> {
+    Kubeconfig::admin(
+        "flotilla",
+        &client::base_url(&identity.advertise),
+        &identity.admin_token,
+        &ctx.ca.cert_pem,
+    )
+    .save(path)?;
     Ok(())
 }
 
