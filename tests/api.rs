@@ -156,6 +156,16 @@ async fn crud_conflicts_and_errors() {
         .unwrap_or("")
         .contains("invalid"));
 
+    let mut bad_quantity = pod("q", json!({}));
+    bad_quantity["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "lots"}, "limits": {"memory": "64Mi"}});
+    let (code, invalid) = api.post(PODS, &bad_quantity).await;
+    assert_eq!(code, 422, "{invalid}");
+    assert_eq!(
+        invalid["details"]["causes"][0]["field"],
+        "spec.containers[0].resources.requests[cpu]"
+    );
+
     // Unknown namespace, unknown object, unknown resource.
     let (code, _) = api
         .post("/api/v1/namespaces/nowhere/pods", &pod("p", json!({})))

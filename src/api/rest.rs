@@ -45,7 +45,7 @@ pub fn routes() -> Router<Arc<Context>> {
 
 /// What a request path names.
 #[derive(Debug, Clone)]
-struct Target2 {
+struct Addressed {
     resource: &'static Resource,
     namespace: Option<String>,
     name: Option<String>,
@@ -59,7 +59,7 @@ fn not_found_path(path: &str) -> ApiError {
 }
 
 /// Parses the part of the path after the group version.
-fn parse(group: &str, version: &str, rest: &str) -> Result<Target2, ApiError> {
+fn parse(group: &str, version: &str, rest: &str) -> Result<Addressed, ApiError> {
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     let lookup = |plural: &str| {
         registry::by_plural(group, version, plural).ok_or_else(|| not_found_path(rest))
@@ -70,14 +70,14 @@ fn parse(group: &str, version: &str, rest: &str) -> Result<Target2, ApiError> {
             if !resource.namespaced {
                 return Err(not_found_path(rest));
             }
-            Target2 {
+            Addressed {
                 resource,
                 namespace: Some((*ns).to_owned()),
                 name: tail.first().map(|s| (*s).to_owned()),
                 sub: tail.get(1).map(|s| (*s).to_owned()),
             }
         }
-        [plural, tail @ ..] if tail.len() <= 2 => Target2 {
+        [plural, tail @ ..] if tail.len() <= 2 => Addressed {
             resource: lookup(plural)?,
             namespace: None,
             name: tail.first().map(|s| (*s).to_owned()),
@@ -245,7 +245,7 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
 
 struct Request<'a> {
     ctx: &'a Context,
-    target: &'a Target2,
+    target: &'a Addressed,
     query: &'a HashMap<String, String>,
     uri: &'a Uri,
     headers: &'a HeaderMap,

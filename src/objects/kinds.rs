@@ -252,6 +252,7 @@ fn container(c: &Value, at: &str, errors: &mut Errors) {
     ] {
         validate::typed(c.get(field), &format!("{at}.{field}"), ty, errors);
     }
+    validate::resources(c.get("resources"), &format!("{at}.resources"), errors);
     if let Some(ports) = c.get("ports").and_then(Value::as_array) {
         for (i, p) in ports.iter().enumerate() {
             port_number(

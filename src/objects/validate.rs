@@ -154,6 +154,56 @@ pub fn typed(value: Option<&Value>, field: &str, expected: &str, errors: &mut Er
     }
 }
 
+/// Whether `text` is a Kubernetes quantity: a decimal number (optionally
+/// signed, with a fraction or an exponent) followed by an optional suffix
+/// (`Ki Mi Gi Ti Pi Ei`, `n u m k M G T P E`).
+pub fn quantity_ok(text: &str) -> bool {
+    const SUFFIXES: [&str; 15] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E",
+    ];
+    let number = SUFFIXES
+        .iter()
+        .find_map(|s| text.strip_suffix(s))
+        .unwrap_or(text);
+    let digits = number.strip_prefix(['+', '-']).unwrap_or(number);
+    let (mantissa, exponent) = match digits.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (digits, None),
+    };
+    let mantissa_ok = !mantissa.is_empty()
+        && mantissa.chars().filter(|c| *c == '.').count() <= 1
+        && mantissa.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && mantissa.chars().any(|c| c.is_ascii_digit());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+    });
+    mantissa_ok && exponent_ok
+}
+
+/// Validates a `resources` block (`requests`, `limits`: maps of quantities).
+pub fn resources(value: Option<&Value>, field: &str, errors: &mut Errors) {
+    let Some(value) = value else { return };
+    for part in ["requests", "limits"] {
+        let Some(map) = value.get(part).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, quantity) in map {
+            let ok = match quantity {
+                Value::String(s) => quantity_ok(s),
+                Value::Number(_) => true,
+                _ => false,
+            };
+            if !ok {
+                errors.invalid(
+                    format!("{field}.{part}[{name}]"),
+                    format!("Invalid value: {quantity}: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"),
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +218,16 @@ mod tests {
         }
         assert!(dns1123_label("a.b").is_some());
         assert!(dns1123_label(&"a".repeat(64)).is_some());
+    }
+
+    #[test]
+    fn quantities() {
+        for good in ["1", "100m", "0.5", "2Gi", "512Mi", "1e3", "1.5k", "+1"] {
+            assert!(quantity_ok(good), "{good}");
+        }
+        for bad in ["", "abc", "1.2.3", "Gi", "1Gb", "1e", "--1"] {
+            assert!(!quantity_ok(bad), "{bad}");
+        }
     }
 
     #[test]
