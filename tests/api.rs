@@ -166,6 +166,31 @@ async fn crud_conflicts_and_errors() {
         "spec.containers[0].resources.requests[cpu]"
     );
 
+    // fieldValidation=Strict (kubectl's default) refuses fields the type lacks.
+    let mut typo = pod("typo", json!({}));
+    typo["spec"]["containers"][0]["imge"] = json!("x");
+    typo["spec"]["restartPolcy"] = json!("Never");
+    let (code, strict) = api
+        .post(&format!("{PODS}?fieldValidation=Strict"), &typo)
+        .await;
+    assert_eq!(code, 400, "{strict}");
+    let message = strict["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("unknown field \"spec.containers[0].imge\"")
+            && message.contains("spec.restartPolcy"),
+        "{message}"
+    );
+    let (code, strict_ok) = api
+        .post(
+            &format!("{PODS}?fieldValidation=Strict"),
+            &pod("fine", json!({"a": "b"})),
+        )
+        .await;
+    assert_eq!(
+        code, 201,
+        "a valid pod passes strict validation: {strict_ok}"
+    );
+
     // Unknown namespace, unknown object, unknown resource.
     let (code, _) = api
         .post("/api/v1/namespaces/nowhere/pods", &pod("p", json!({})))

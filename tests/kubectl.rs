@@ -241,6 +241,20 @@ async fn kubectl_drives_the_cluster() {
         refused.stderr
     );
 
+    // A misspelt field is refused (kubectl asks for strict validation).
+    let path = dir.path().join("typo.yaml");
+    std::fs::write(
+        &path,
+        deployment("nginx:1.25").replacen("replicas: 2", "replcas: 2", 1),
+    )
+    .expect("write");
+    let typo = k.run(&["apply", "-f", &path.display().to_string()]);
+    assert!(
+        !typo.ok && typo.stderr.contains("unknown field \"spec.replcas\""),
+        "{}",
+        typo.stderr
+    );
+
     // -o yaml round-trips through replace.
     let yaml = k.ok(&["get", "deploy", "web", "-o", "yaml"]);
     let path = dir.path().join("web.yaml");

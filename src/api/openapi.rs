@@ -544,6 +544,56 @@ fn kind_type(resource: &Resource) -> Option<&'static str> {
         .map(|(name, _)| *name)
 }
 
+/// Fields of `obj` (an object of `resource`) that its type does not have,
+/// as dotted paths (`spec.replcas`, `spec.template.spec.containers[0].imge`),
+/// for `fieldValidation=Strict`. Empty when the kind has no type table.
+pub fn unknown_fields(resource: &Resource, obj: &Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    if let Some(kind) = kind_type(resource) {
+        walk(kind, obj, "", &mut unknown, 0);
+    }
+    unknown
+}
+
+/// Deepest nesting walked (objects deeper than this are not checked).
+const WALK_DEPTH: usize = 64;
+
+fn walk(ty: &str, value: &Value, path: &str, unknown: &mut Vec<String>, depth: usize) {
+    if depth > WALK_DEPTH || value.is_null() {
+        return;
+    }
+    if let Some(inner) = ty.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        if let Some(items) = value.as_array() {
+            for (i, item) in items.iter().enumerate() {
+                walk(inner, item, &format!("{path}[{i}]"), unknown, depth + 1);
+            }
+        }
+        return;
+    }
+    if let Some(inner) = ty.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+        if let Some(map) = value.as_object() {
+            for (key, item) in map {
+                walk(inner, item, &format!("{path}[{key}]"), unknown, depth + 1);
+            }
+        }
+        return;
+    }
+    let (Some(fields), Some(map)) = (TYPE_TABLE.get(ty), value.as_object()) else {
+        return;
+    };
+    for (key, item) in map {
+        let at = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match fields.iter().find(|f| f.name == key) {
+            Some(field) => walk(field.ty, item, &at, unknown, depth + 1),
+            None => unknown.push(at),
+        }
+    }
+}
+
 /// OpenAPI name of a resource's kind schema.
 fn kind_schema_name(resource: &Resource) -> String {
     let package = if resource.group.is_empty() {

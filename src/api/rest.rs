@@ -637,6 +637,21 @@ impl Request<'_> {
     }
 
     fn validate(&self, obj: &Value) -> Result<(), ApiError> {
+        // kubectl asks for strict field validation by default: a field the
+        // type does not have is a typo the user wants to hear about.
+        if self.query.get("fieldValidation").map(String::as_str) == Some("Strict") {
+            let unknown = super::openapi::unknown_fields(self.resource(), obj);
+            if !unknown.is_empty() {
+                let fields: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect();
+                return Err(ApiError::BadRequest(format!(
+                    "strict decoding error: {}",
+                    fields.join(", ")
+                )));
+            }
+        }
         let errors = kinds::validate(self.resource(), obj);
         if errors.is_empty() {
             Ok(())
