@@ -101,6 +101,29 @@ async fn apply_get_scale_describe_delete() {
         "deployment.apps/web configured\nservice/web unchanged\n"
     );
 
+    // A label removed from the manifest is removed from the live object
+    // (three-way apply through the last-applied annotation).
+    let labelled = APP.replace("nginx:1.25", "nginx:1.26").replacen(
+        "  labels:\n    app: web\n",
+        "  labels:\n    app: web\n    tier: front\n",
+        1,
+    );
+    let labelled = write(dir.path(), "labelled.yaml", &labelled);
+    apply(&cluster, &labelled);
+    let with_tier = ok(&cluster, &["get", "deploy", "web", "-o", "json"]);
+    assert!(with_tier.contains("\"tier\": \"front\""), "{with_tier}");
+    let changed = write(
+        dir.path(),
+        "app.yaml",
+        &APP.replace("nginx:1.25", "nginx:1.26"),
+    );
+    assert_eq!(
+        apply(&cluster, &changed),
+        "deployment.apps/web configured\nservice/web unchanged\n"
+    );
+    let without_tier = ok(&cluster, &["get", "deploy", "web", "-o", "json"]);
+    assert!(!without_tier.contains("\"tier\""), "{without_tier}");
+
     // The table: kubectl's headers, upper-case and aligned.
     let table = ok(&cluster, &["get", "deploy"]);
     let mut lines = table.lines();

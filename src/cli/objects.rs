@@ -8,8 +8,10 @@
 //! server-side Table; errors are the server's `Status`, printed as
 //! `Error from server (Reason): message` ([`ServerError`]).
 //!
-//! `apply` is client-side and stateless: it creates what is absent, and sends
-//! the manifest as a strategic merge patch onto what exists, judging
+//! `apply` is client-side, as kubectl's: it creates what is absent, recording
+//! the manifest in the `last-applied-configuration` annotation, and sends the
+//! manifest as a strategic merge patch onto what exists, with deletions for
+//! what the last applied manifest had and this one lacks; it judges
 //! `configured` or `unchanged` by whether the object's resourceVersion moved
 //! (the server stores nothing when a patch changes nothing).
 
@@ -440,7 +442,7 @@ pub async fn apply(client: &Client, args: &ApplyArgs) -> anyhow::Result<()> {
             .send(Method::GET, &path, None, Route::Any, DEFAULT_DEADLINE)
             .await?;
         if live.status() == reqwest::StatusCode::NOT_FOUND {
-            let mut object = manifest.object.clone();
+            let mut object = with_last_applied(&manifest.object)?;
             if resource.namespaced && object["metadata"]["namespace"].is_null() {
                 object["metadata"]["namespace"] = json!(namespace);
             }
@@ -464,14 +466,14 @@ pub async fn apply(client: &Client, args: &ApplyArgs) -> anyhow::Result<()> {
             content_type: Some("application/strategic-merge-patch+json"),
             ..Extras::default()
         };
-        let patched = call_json(
-            client,
-            Method::PATCH,
-            &path,
-            Some(&manifest.object),
-            patch_type,
-        )
-        .await?;
+        let last = live["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok());
+        let mut patch = with_last_applied(&manifest.object)?;
+        if let Some(last) = &last {
+            removals(last, &manifest.object, &mut patch);
+        }
+        let patched = call_json(client, Method::PATCH, &path, Some(&patch), patch_type).await?;
         let before = &live["metadata"]["resourceVersion"];
         if patched["metadata"]["resourceVersion"] == *before {
             println!("{shown} unchanged");
@@ -480,6 +482,85 @@ pub async fn apply(client: &Client, args: &ApplyArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The annotation that remembers what `apply` last applied (kubectl's), so a
+/// field removed from a manifest is removed from the live object.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The manifest with the last-applied annotation set to the manifest itself.
+///
+/// # Errors
+/// When the manifest's metadata is not a map.
+fn with_last_applied(manifest: &Value) -> anyhow::Result<Value> {
+    let mut recorded = manifest.clone();
+    if let Some(annotations) = recorded
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED);
+    }
+    let text = serde_json::to_string(&recorded)?;
+    let mut object = manifest.clone();
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        bail!("the manifest's metadata must be a map");
+    };
+    let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+    match annotations.as_object_mut() {
+        Some(map) => {
+            map.insert(LAST_APPLIED.into(), Value::String(text));
+        }
+        None => bail!("metadata.annotations must be a map of strings"),
+    }
+    Ok(object)
+}
+
+/// Adds to `patch` the deletions a three-way apply makes: keys of maps that
+/// the last applied manifest had and the new one lacks become `null`, and
+/// elements (keyed by `name`) of lists it had and the new one lacks become
+/// `{"name": ..., "$patch": "delete"}`.
+fn removals(last: &Value, new: &Value, patch: &mut Value) {
+    match (last, new) {
+        (Value::Object(last), Value::Object(new)) => {
+            let Some(patch) = patch.as_object_mut() else {
+                return;
+            };
+            for (key, old_value) in last {
+                match new.get(key) {
+                    None => {
+                        patch.insert(key.clone(), Value::Null);
+                    }
+                    Some(new_value) => {
+                        if let Some(child) = patch.get_mut(key) {
+                            removals(old_value, new_value, child);
+                        }
+                    }
+                }
+            }
+        }
+        (Value::Array(last), Value::Array(new)) => {
+            let name = |v: &Value| v.get("name").and_then(Value::as_str).map(str::to_owned);
+            if !last.iter().chain(new.iter()).all(|v| name(v).is_some()) {
+                return;
+            }
+            let Some(list) = patch.as_array_mut() else {
+                return;
+            };
+            for old in last {
+                let old_name = name(old);
+                match new.iter().position(|n| name(n) == old_name) {
+                    None => list.push(json!({"name": old_name, "$patch": "delete"})),
+                    Some(i) => {
+                        if let Some(child) = list.get_mut(i) {
+                            removals(old, &new[i], child);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `ctl get`: a table, the objects as YAML/JSON, or names; with `-w`, then
