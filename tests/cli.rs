@@ -112,11 +112,6 @@ async fn apply_get_scale_describe_delete() {
     apply(&cluster, &labelled);
     let with_tier = ok(&cluster, &["get", "deploy", "web", "-o", "json"]);
     assert!(with_tier.contains("\"tier\": \"front\""), "{with_tier}");
-    let changed = write(
-        dir.path(),
-        "app.yaml",
-        &APP.replace("nginx:1.25", "nginx:1.26"),
-    );
     assert_eq!(
         apply(&cluster, &changed),
         "deployment.apps/web configured\nservice/web unchanged\n"
