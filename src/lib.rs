@@ -16,6 +16,7 @@
 //!
 //! Dependencies point one way: `flotilla-storage` ← `flotilla-raft` ← this crate.
 
+pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod cli;
@@ -23,5 +24,6 @@ pub mod client;
 pub mod controllers;
 pub mod master;
 pub mod objects;
+pub mod scheduler;
 pub mod security;
 pub mod wire;

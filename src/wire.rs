@@ -346,3 +346,31 @@ pub struct TokenCreated {
     /// Expiry, Unix seconds.
     pub expires: u64,
 }
+
+/// Body of `POST /cluster/join/worker`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct WorkerJoinRequest {
+    /// A worker join token.
+    pub token: String,
+    /// The node's name.
+    pub name: String,
+    /// The address masters reach the node's agent at (its IP or host name).
+    pub address: String,
+}
+
+/// Answer of `POST /cluster/join/worker`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct WorkerJoinGrant {
+    /// The cluster's id.
+    pub cluster_id: String,
+    /// The node's own credential (a bearer token), shown once.
+    pub credential: String,
+    /// The masters' API addresses.
+    pub masters: Vec<String>,
+    /// The cluster CA certificate (no key).
+    pub ca_pem: String,
+    /// A serving certificate for the agent's log server, signed by the CA.
+    pub serving: crate::security::pki::Serving,
+    /// The secret masters present to the agent's log server.
+    pub agent_secret: String,
+}

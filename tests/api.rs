@@ -72,9 +72,11 @@ impl Api<'_> {
     }
 }
 
+/// A pod no scheduler serves (as for a custom scheduler that is not
+/// running), so these tests see only their own writes to it.
 fn pod(name: &str, labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-           "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80}],
+           "spec": {"schedulerName": "api-test", "containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80}],
                                      "env": [{"name": "A", "value": "1"}]}]}})
 }
 

@@ -3,63 +3,10 @@
 
 mod common;
 
-use common::{wait_for, Cluster};
+use common::{wait_for, Cluster, Kubectl};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-
-struct Kubectl<'a> {
-    cluster: &'a Cluster,
-    cache: tempfile::TempDir,
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Kubectl<'_> {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("kubectl");
-        command
-            .arg("--kubeconfig")
-            .arg(&self.cluster.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.cache.path())
-            .args(args);
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        let output = self
-            .command(args)
-            .output()
-            .expect("kubectl is installed on this machine (see README)");
-        Out {
-            ok: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.ok,
-            "kubectl {args:?} failed:\n{}\n{}",
-            out.stdout, out.stderr
-        );
-        out.stdout
-    }
-
-    fn apply(&self, manifest: &str) -> String {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("manifest.yaml");
-        std::fs::write(&path, manifest).expect("write manifest");
-        self.ok(&["apply", "-f", &path.display().to_string()])
-    }
-}
 
 fn deployment(image: &str) -> String {
     format!(
@@ -105,10 +52,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_drives_the_cluster() {
     let cluster = Cluster::start(3).await;
-    let k = Kubectl {
-        cluster: &cluster,
-        cache: tempfile::tempdir().expect("cache dir"),
-    };
+    let k = Kubectl::new(&cluster);
 
     let resources = k.ok(&["api-resources"]);
     for expected in [
@@ -270,9 +214,12 @@ async fn kubectl_drives_the_cluster() {
         stale.stderr
     );
 
-    // rollout status waits (controllers complete it in a later issue).
+    // rollout status waits: with no nodes, no pod can run.
     let rollout = k.run(&["rollout", "status", "deploy/web", "--timeout=2s"]);
-    assert!(!rollout.ok, "rollout status finished without controllers");
+    assert!(
+        !rollout.ok,
+        "rollout status finished without a node to run pods"
+    );
     assert!(
         rollout.stdout.contains("Waiting for deployment"),
         "{}{}",

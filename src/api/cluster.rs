@@ -9,10 +9,11 @@
 //!    idempotent, so an interrupted join is resumed by running it again.
 
 use super::{ensure_leader, json_rejection, read_barrier, write, ApiError, Consistency, Context};
+use crate::security::nodes;
 use crate::security::tokens::{self, Role, TokenRecord};
 use crate::wire::{
     JoinComplete, JoinGrant, JoinRequest, LocalStatus, MemberView, RemoveReply, RemoveRequest,
-    TokenCreate, TokenCreated,
+    TokenCreate, TokenCreated, WorkerJoinGrant, WorkerJoinRequest,
 };
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -32,6 +33,7 @@ pub fn join_routes() -> Router<Arc<Context>> {
     Router::new()
         .route("/cluster/join", post(join))
         .route("/cluster/join/complete", post(join_complete))
+        .route("/cluster/join/worker", post(join_worker))
         .route("/cluster/ca", get(ca))
 }
 
@@ -165,6 +167,80 @@ async fn join(
         peer_secret: ctx.peer_secret.clone(),
         admin_token: ctx.admin_token.clone(),
         ca: ctx.ca.clone(),
+    }))
+}
+
+/// Joins a worker: checks the worker token, records a credential for the
+/// node, and hands it back with the CA and a serving certificate for the
+/// agent's log server. A name whose Node still exists is refused: delete the
+/// Node (which revokes its credential) to join again under that name.
+async fn join_worker(
+    State(ctx): State<Arc<Context>>,
+    uri: Uri,
+    extracted: Result<Json<WorkerJoinRequest>, JsonRejection>,
+) -> Result<Json<WorkerJoinGrant>, ApiError> {
+    let req = extracted.map_err(json_rejection)?.0;
+    ensure_leader(&ctx, &uri)?;
+    if let Some(problem) = crate::objects::validate::dns1123_subdomain(&req.name) {
+        return Err(ApiError::BadRequest(format!(
+            "node name {:?} is invalid: {problem}; pass --name",
+            req.name
+        )));
+    }
+    let host = req.address.trim();
+    if host.is_empty() || host.contains('/') {
+        return Err(ApiError::BadRequest(format!(
+            "node address {:?} must be an IP address or host name",
+            req.address
+        )));
+    }
+    check_token(&ctx, &req.token, Role::Worker).await?;
+    let (credential, record) = nodes::issue(&req.name, tokens::unix_now());
+    let agent_secret = record.agent_secret.clone();
+    let key = nodes::key(&req.name).into_bytes();
+    let value = serde_json::to_vec(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let node_key = crate::objects::registry::by_kind("Node")
+        .map(|r| r.key(None, &req.name))
+        .unwrap_or_default()
+        .into_bytes();
+    // A new name, or one whose Node is gone: record the credential.
+    let command = Command::Txn(Txn {
+        compare: vec![Compare {
+            key: node_key,
+            target: Target::CreateRevision(0),
+            op: CompareOp::Equal,
+        }],
+        success: vec![Op::Put { key, value }],
+        failure: vec![],
+    });
+    match write(&ctx, &uri, &HeaderMap::new(), command).await? {
+        Store::Txn {
+            succeeded: true, ..
+        } => {}
+        _ => {
+            return Err(ApiError::Conflict(format!(
+                "node {} has already joined (its Node exists): run the agent from its own data directory to resume it, delete the node (`ctl delete node {}`) to join again under that name, or pick another --name",
+                req.name, req.name
+            )))
+        }
+    }
+    let serving = ctx
+        .ca
+        .issue(&[host.to_owned(), req.name.clone()])
+        .map_err(|e| ApiError::Internal(format!("signing the agent's certificate: {e}")))?;
+    tracing::info!(node = %req.name, "a worker joined");
+    Ok(Json(WorkerJoinGrant {
+        cluster_id: ctx.cluster_id.clone(),
+        credential,
+        masters: ctx
+            .node
+            .members()
+            .into_iter()
+            .map(|m| m.member.addr)
+            .collect(),
+        ca_pem: ctx.ca.cert_pem.clone(),
+        serving,
+        agent_secret,
     }))
 }
 

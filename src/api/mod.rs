@@ -27,6 +27,7 @@ pub mod patch;
 pub mod rest;
 pub mod selectors;
 pub mod services;
+pub mod store;
 pub mod table;
 
 use crate::security;
@@ -119,17 +120,113 @@ async fn refuse_oversized(request: Request, next: Next) -> Response {
     }
 }
 
-async fn authenticate(State(ctx): State<Arc<Context>>, request: Request, next: Next) -> Response {
-    match flotilla_raft::rpc::bearer(request.headers()) {
-        Some(token) if security::secrets_match(token, &ctx.admin_token) => next.run(request).await,
-        Some(_) => ApiError::Unauthorized("the bearer token is not this cluster's admin credential".into())
-            .into_response(),
-        None => ApiError::Unauthorized(
-            "missing credential: send the admin token from admin.kubeconfig as `Authorization: Bearer TOKEN`"
-                .into(),
-        )
-        .into_response(),
+/// Who sent a request, as its credential says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin credential of `admin.kubeconfig`: everything.
+    Admin,
+    /// A worker node's own credential: reads, and writes to its own Node,
+    /// its Lease, the pods bound to it and events (NodeRestriction).
+    Node(String),
+}
+
+impl Caller {
+    /// The node's name, for a node.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Caller::Admin => None,
+            Caller::Node(name) => Some(name),
+        }
     }
+}
+
+/// The node whose credential `token` is, if it is a valid one.
+fn node_credential(ctx: &Context, token: &str) -> Option<String> {
+    let (name, secret) = security::nodes::parse(token)?;
+    let read = ctx
+        .node
+        .engine()
+        .get(security::nodes::key(name).as_bytes(), None)
+        .ok()?;
+    let record: security::nodes::NodeRecord = serde_json::from_slice(&read.value?.value).ok()?;
+    security::nodes::verify(&record, secret).then(|| name.to_owned())
+}
+
+/// Paths a node may write (the object itself is checked by the handler:
+/// a pod must be bound to the node, a Node or Lease must be its own).
+fn node_may_write(node: &str, method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    match (method, parts.as_slice()) {
+        (&Method::POST, ["api", "v1", "nodes"]) => true,
+        (
+            &Method::PUT | &Method::PATCH,
+            ["api", "v1", "nodes", name] | ["api", "v1", "nodes", name, "status"],
+        ) => *name == node,
+        (
+            &Method::POST,
+            ["apis", "coordination.k8s.io", "v1", "namespaces", "kube-node-lease", "leases"],
+        ) => true,
+        (
+            &Method::PUT | &Method::PATCH,
+            ["apis", "coordination.k8s.io", "v1", "namespaces", "kube-node-lease", "leases", name],
+        ) => *name == node,
+        (&Method::PUT | &Method::PATCH, ["api", "v1", "namespaces", _, "pods", _, "status"]) => {
+            true
+        }
+        (&Method::DELETE, ["api", "v1", "namespaces", _, "pods", _]) => true,
+        (&Method::POST, ["api", "v1", "namespaces", _, "events"]) => true,
+        _ => false,
+    }
+}
+
+/// Whether a node may send this request at all.
+fn node_may(node: &str, method: &axum::http::Method, path: &str) -> bool {
+    if method == axum::http::Method::GET {
+        return path.starts_with("/api")
+            || path.starts_with("/openapi")
+            || path == "/version"
+            || path == "/cluster/members";
+    }
+    node_may_write(node, method, path)
+}
+
+async fn authenticate(
+    State(ctx): State<Arc<Context>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = match flotilla_raft::rpc::bearer(request.headers()) {
+        Some(token) if security::secrets_match(token, &ctx.admin_token) => Caller::Admin,
+        Some(token) => match node_credential(&ctx, token) {
+            Some(node) => Caller::Node(node),
+            None => {
+                return ApiError::Unauthorized(
+                    "the bearer token is not this cluster's admin credential nor a node's (a deleted node's credential is revoked)".into(),
+                )
+                .into_response()
+            }
+        },
+        None => {
+            return ApiError::Unauthorized(
+                "missing credential: send the admin token from admin.kubeconfig as `Authorization: Bearer TOKEN`"
+                    .into(),
+            )
+            .into_response()
+        }
+    };
+    if let Caller::Node(node) = &caller {
+        if !node_may(node, request.method(), request.uri().path()) {
+            return ApiError::Forbidden(format!(
+                "node \"{node}\" may not {} {}: a node may read, and write only its own Node and Lease, the status of pods bound to it, and events",
+                request.method(),
+                request.uri().path()
+            ))
+            .into_response();
+        }
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 /// The redirect to `leader` for the request `uri`.
@@ -238,5 +335,51 @@ pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> Api
         ApiError::TooLarge(format!("request body is larger than {MAX_BODY} bytes"))
     } else {
         ApiError::BadRequest(format!("malformed request body: {}", rejection.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn nodes_may_write_only_their_own_objects() {
+        let allowed = [
+            (Method::GET, "/api/v1/pods"),
+            (Method::GET, "/cluster/members"),
+            (Method::POST, "/api/v1/nodes"),
+            (Method::PATCH, "/api/v1/nodes/w1/status"),
+            (
+                Method::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/w1",
+            ),
+            (
+                Method::PATCH,
+                "/api/v1/namespaces/default/pods/web-1/status",
+            ),
+            (Method::DELETE, "/api/v1/namespaces/default/pods/web-1"),
+            (Method::POST, "/api/v1/namespaces/default/events"),
+        ];
+        for (method, path) in allowed {
+            assert!(node_may("w1", &method, path), "{method} {path}");
+        }
+        let refused = [
+            (Method::PATCH, "/api/v1/nodes/w2/status"),
+            (
+                Method::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/w2",
+            ),
+            (Method::PATCH, "/api/v1/namespaces/default/pods/web-1"),
+            (Method::POST, "/api/v1/namespaces/default/pods"),
+            (Method::DELETE, "/api/v1/nodes/w1"),
+            (Method::GET, "/kv/get"),
+            (Method::POST, "/kv/put"),
+            (Method::GET, "/cluster/tokens"),
+            (Method::POST, "/apis/apps/v1/namespaces/default/deployments"),
+        ];
+        for (method, path) in refused {
+            assert!(!node_may("w1", &method, path), "{method} {path}");
+        }
     }
 }

@@ -42,6 +42,7 @@ const KUBERNETES_VERSION: &str = "v1.32.0";
 const PACKAGES: &[(&str, &str)] = &[
     ("core", "io.k8s.api.core.v1"),
     ("apps", "io.k8s.api.apps.v1"),
+    ("coordination", "io.k8s.api.coordination.v1"),
     ("meta", "io.k8s.apimachinery.pkg.apis.meta.v1"),
 ];
 
@@ -68,6 +69,10 @@ apps.DeploymentStatus availableReplicas:integer collisionCount:integer
         readyReplicas:integer replicas:integer unavailableReplicas:integer
         updatedReplicas:integer
 apps.DeploymentStrategy rollingUpdate:apps.RollingUpdateDeployment type:string
+coordination.Lease apiVersion:string kind:string metadata:meta.ObjectMeta
+        spec:coordination.LeaseSpec
+coordination.LeaseSpec acquireTime:time holderIdentity:string leaseDurationSeconds:integer
+        leaseTransitions:integer preferredHolder:string renewTime:time strategy:string
 apps.ReplicaSet apiVersion:string kind:string metadata:meta.ObjectMeta
         spec:apps.ReplicaSetSpec status:apps.ReplicaSetStatus
 apps.ReplicaSetCondition lastTransitionTime:time message:string reason:string status:string
@@ -1248,11 +1253,17 @@ mod tests {
             for field in ["apiVersion", "kind"] {
                 assert_eq!(schema["properties"][field]["type"], "string");
             }
-            let has_spec = !matches!(resource.kind, "Event" | "Endpoints");
+            // Events and Endpoints have neither spec nor status; Leases no status.
+            let lacks = |field: &str| {
+                matches!(
+                    (resource.kind, field),
+                    ("Event" | "Endpoints", "spec" | "status") | ("Lease", "status")
+                )
+            };
             for field in ["metadata", "spec", "status"] {
                 match property(schema, field) {
                     Some(f) => assert_eq!(resolve(&d, f)["type"], "object", "{field}"),
-                    None => assert!(field != "metadata" && !has_spec, "{}", resource.kind),
+                    None => assert!(lacks(field), "{} lacks {field}", resource.kind),
                 }
             }
             let list = &schemas[list_schema_name(resource)];

@@ -17,9 +17,10 @@
 //! linearizable unless the client passes `resourceVersion=0`; watches are served
 //! from the local store's history.
 
-use super::{read_barrier, write, ApiError, Consistency, Context};
+use super::{read_barrier, write, ApiError, Caller, Consistency, Context};
 use crate::api::selectors::Selector;
 use crate::api::services::{self, Claim};
+use crate::api::store;
 use crate::objects::registry::{self, Resource};
 use crate::objects::{kinds, meta};
 use axum::body::{Body, Bytes};
@@ -27,10 +28,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use axum::Extension;
 use axum::{Json, Router};
-use flotilla_storage::{
-    Command, Compare, CompareOp, Event, EventKind, Op, Response as Store, Revision, Target, Txn,
-};
+use flotilla_storage::{Command, Compare, CompareOp, Event, EventKind, Op, Revision, Target, Txn};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,24 +95,31 @@ fn parse(group: &str, version: &str, rest: &str) -> Result<Addressed, ApiError> 
 
 async fn core(
     State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
     method: Method,
     Path(rest): Path<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(serve(&ctx, method, "", "v1", &rest, &uri, &headers, body).await)
+    respond(serve(&ctx, &caller, method, "", "v1", &rest, &uri, &headers, body).await)
 }
 
 async fn grouped(
     State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
     method: Method,
     Path((group, version, rest)): Path<(String, String, String)>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(serve(&ctx, method, &group, &version, &rest, &uri, &headers, body).await)
+    respond(
+        serve(
+            &ctx, &caller, method, &group, &version, &rest, &uri, &headers, body,
+        )
+        .await,
+    )
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {
@@ -172,6 +179,7 @@ fn url_decode_pairs(query: &str) -> Vec<(String, String)> {
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     ctx: &Context,
+    caller: &Caller,
     method: Method,
     group: &str,
     version: &str,
@@ -184,6 +192,7 @@ async fn serve(
     let query = query_map(uri);
     let req = Request {
         ctx,
+        caller,
         target: &target,
         query: &query,
         uri,
@@ -199,12 +208,7 @@ async fn serve(
         }
         (Method::GET, true, None | Some("status")) => req.get().await,
         (Method::GET, true, Some("scale")) => req.get_scale().await,
-        (Method::GET, true, Some("log")) => Err(ApiError::Detailed {
-            code: StatusCode::SERVICE_UNAVAILABLE,
-            reason: "ServiceUnavailable",
-            message: "pod logs come from the node's agent, and worker agents are not part of this cluster yet".into(),
-            details: json!({"name": target.name, "kind": "pods"}),
-        }),
+        (Method::GET, true, Some("log")) => req.logs().await,
         (Method::POST, false, None) => req.create(decode_body(headers, &body)?).await,
         (Method::POST, true, Some("binding")) => req.bind(decode_body(headers, &body)?).await,
         (Method::PUT, true, sub) => req.update(decode_body(headers, &body)?, sub).await,
@@ -245,6 +249,7 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
 
 struct Request<'a> {
     ctx: &'a Context,
+    caller: &'a Caller,
     target: &'a Addressed,
     query: &'a HashMap<String, String>,
     uri: &'a Uri,
@@ -319,13 +324,6 @@ fn load(ctx: &Context, key: &str) -> Result<Option<(Value, Revision)>, ApiError>
     }
 }
 
-/// Encodes an object for storage (without resourceVersion).
-fn stored_bytes(obj: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut obj = obj.clone();
-    meta::strip_for_storage(&mut obj);
-    serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
 /// How a compare-and-swap went.
 enum Swap {
     Done(Revision),
@@ -343,6 +341,33 @@ impl Request<'_> {
 
     fn key(&self, name: &str) -> String {
         self.resource().key(self.target.namespace.as_deref(), name)
+    }
+
+    /// NodeRestriction: a node may write only its own Node and Lease, and
+    /// pods bound to it (`current`, for writes to an existing object).
+    fn restrict(&self, name: &str, current: Option<&Value>) -> Result<(), ApiError> {
+        let Some(node) = self.caller.node() else {
+            return Ok(());
+        };
+        let allowed = match self.resource().kind {
+            "Node" => name == node,
+            "Lease" => {
+                name == node
+                    && self.target.namespace.as_deref()
+                        == Some(crate::controllers::node::LEASE_NAMESPACE)
+            }
+            "Pod" => current.is_some_and(|p| crate::objects::pod::node_name(p) == Some(node)),
+            "Event" => true,
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "node \"{node}\" may not write {} \"{name}\": a node writes only its own Node and Lease and pods bound to it",
+                self.resource().plural
+            )))
+        }
     }
 
     fn consistency(&self) -> Consistency {
@@ -373,72 +398,24 @@ impl Request<'_> {
         obj: Option<&Value>,
         claims: &[Claim],
     ) -> Result<Swap, ApiError> {
-        let target = if expected == 0 {
-            Target::CreateRevision(0)
+        let namespace = if self.resource().namespaced {
+            self.target.namespace.as_deref()
         } else {
-            Target::ModRevision(expected)
+            None
         };
-        let mut compare = vec![Compare {
-            key: key.as_bytes().to_vec(),
-            target,
-            op: CompareOp::Equal,
-        }];
-        if expected == 0 && self.resource().namespaced {
-            if let Some(ns) = &self.target.namespace {
-                let ns_key = registry::by_kind("Namespace")
-                    .map(|r| r.key(None, ns))
-                    .unwrap_or_default();
-                compare.push(Compare {
-                    key: ns_key.into_bytes(),
-                    target: Target::CreateRevision(0),
-                    op: CompareOp::Greater,
-                });
-            }
-        }
-        let op = match obj {
-            Some(obj) => Op::Put {
-                key: key.as_bytes().to_vec(),
-                value: stored_bytes(obj)?,
-            },
-            None => Op::Delete {
-                key: key.as_bytes().to_vec(),
-            },
+        let swap = store::Swap {
+            key,
+            expected,
+            object: obj,
+            namespace,
+            claims,
         };
-        let mut success = vec![op];
-        for claim in claims {
-            match claim {
-                Claim::Take { key, owner } => {
-                    compare.push(Compare {
-                        key: key.clone().into_bytes(),
-                        target: Target::CreateRevision(0),
-                        op: CompareOp::Equal,
-                    });
-                    success.push(Op::Put {
-                        key: key.clone().into_bytes(),
-                        value: owner.clone().into_bytes(),
-                    });
-                }
-                Claim::Release { key } => success.push(Op::Delete {
-                    key: key.clone().into_bytes(),
-                }),
-            }
-        }
-        let command = Command::Txn(Txn {
-            compare,
-            success,
-            failure: vec![],
-        });
-        match write(self.ctx, self.uri, self.headers, command).await? {
-            Store::Txn {
-                succeeded: true,
-                revision,
-                ..
-            } => Ok(Swap::Done(revision)),
-            Store::Txn { .. } => Ok(Swap::Lost),
-            other => Err(ApiError::Internal(format!(
-                "unexpected store reply {other:?}"
-            ))),
-        }
+        Ok(
+            match store::swap(self.ctx, self.uri, self.headers, &swap).await? {
+                store::Outcome::Done(revision) => Swap::Done(revision),
+                store::Outcome::Lost => Swap::Lost,
+            },
+        )
     }
 
     fn namespace_missing(&self) -> ApiError {
@@ -683,6 +660,7 @@ impl Request<'_> {
         }
         kinds::default(self.resource(), &mut obj);
         self.validate(&obj)?;
+        self.restrict(meta::name(&obj).unwrap_or(""), None)?;
         meta::on_create(&mut obj, meta::now());
         let name = meta::name(&obj).unwrap_or("").to_owned();
         let owner = format!("{}/{name}", self.target.namespace.as_deref().unwrap_or(""));
@@ -806,6 +784,7 @@ impl Request<'_> {
         let Some((current, revision)) = load(self.ctx, &key)? else {
             return Err(not_found(self.resource(), self.name()));
         };
+        self.restrict(self.name(), Some(&current))?;
         if wanted.is_some_and(|w| w != revision) {
             return Err(conflict(self.resource(), self.name()));
         }
@@ -859,11 +838,12 @@ impl Request<'_> {
         }
         let key = self.key(self.name());
         // Retry on a lost race: the patch applies to whatever is current.
-        for _ in 0..5 {
+        for _ in 0..RACE_RETRIES {
             read_barrier(self.ctx, Consistency::Linearizable).await?;
             let Some((current, revision)) = load(self.ctx, &key)? else {
                 return Err(not_found(self.resource(), self.name()));
             };
+            self.restrict(self.name(), Some(&current))?;
             let patched = apply(&current)?;
             if meta::resource_version(&patched).is_some_and(|rv| rv != revision) {
                 return Err(conflict(self.resource(), self.name()));
@@ -920,7 +900,7 @@ impl Request<'_> {
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Response, ApiError> {
         let key = self.key(self.name());
-        for _ in 0..5 {
+        for _ in 0..RACE_RETRIES {
             read_barrier(self.ctx, Consistency::Linearizable).await?;
             let Some((current, revision)) = load(self.ctx, &key)? else {
                 return Err(not_found(self.resource(), self.name()));
@@ -946,6 +926,121 @@ impl Request<'_> {
             }
         }
         Err(conflict(self.resource(), self.name()))
+    }
+
+    /// `pods/NAME/log`: the container's output, fetched from the agent of
+    /// the pod's node (as kube-apiserver fetches it from the kubelet).
+    async fn logs(&self) -> Result<Response, ApiError> {
+        read_barrier(self.ctx, self.consistency()).await?;
+        let Some((pod, _)) = load(self.ctx, &self.key(self.name()))? else {
+            return Err(not_found(self.resource(), self.name()));
+        };
+        let Some(node) = crate::objects::pod::node_name(&pod) else {
+            return Err(ApiError::BadRequest(format!(
+                "pod {} is not scheduled to a node yet: it has no logs",
+                self.name()
+            )));
+        };
+        let containers: Vec<&str> = crate::objects::pod::list(&pod["spec"], "containers")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let container = match self.query.get("container") {
+            Some(c) if containers.contains(&c.as_str()) => c.clone(),
+            Some(c) => {
+                return Err(ApiError::BadRequest(format!(
+                    "container {c} is not valid for pod {}",
+                    self.name()
+                )))
+            }
+            None if containers.len() == 1 => containers[0].to_owned(),
+            None => {
+                return Err(ApiError::BadRequest(format!(
+                    "a container name must be specified for pod {}, choose one of: [{}]",
+                    self.name(),
+                    containers.join(" ")
+                )))
+            }
+        };
+        let nodes = registry::by_kind("Node")
+            .ok_or_else(|| ApiError::Internal("Node is not served".into()))?;
+        let node_obj = load(self.ctx, &nodes.key(None, node))?
+            .map(|(n, _)| n)
+            .ok_or_else(|| {
+                ApiError::Unavailable(format!("node {node} is gone; its logs went with it"))
+            })?;
+        let address = crate::objects::pod::list(&node_obj["status"], "addresses")
+            .iter()
+            .find(|a| a["type"] == "InternalIP")
+            .and_then(|a| a["address"].as_str())
+            .unwrap_or("")
+            .to_owned();
+        let port = node_obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_u64()
+            .unwrap_or(0);
+        if address.is_empty() || port == 0 {
+            return Err(ApiError::Unavailable(format!(
+                "node {node} does not serve logs (no address or port in its status)"
+            )));
+        }
+        let record = self
+            .ctx
+            .node
+            .engine()
+            .get(crate::security::nodes::key(node).as_bytes(), None)?
+            .value
+            .and_then(|kv| {
+                serde_json::from_slice::<crate::security::nodes::NodeRecord>(&kv.value).ok()
+            })
+            .ok_or_else(|| {
+                ApiError::Unavailable(format!("node {node} has no credential record"))
+            })?;
+        let mut url = format!(
+            "https://{}/containerLogs/{}/{}/{container}?",
+            crate::client::host_port(&address, port),
+            self.target.namespace.as_deref().unwrap_or("default"),
+            self.name()
+        );
+        for flag in ["follow", "timestamps", "previous"] {
+            if self.query.get(flag).is_some_and(|v| v == "true") {
+                url.push_str(&format!("{flag}=true&"));
+            }
+        }
+        if let Some(tail) = self
+            .query
+            .get("tailLines")
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            url.push_str(&format!("tailLines={tail}&"));
+        }
+        let http = flotilla_raft::network::client_builder(Some(&self.ctx.ca.cert_pem))
+            .and_then(|b| b.connect_timeout(Duration::from_secs(5)).build())
+            .map_err(|e| ApiError::Internal(format!("building the agent client: {e}")))?;
+        let response = http
+            .get(url.trim_end_matches(['?', '&']))
+            .bearer_auth(&record.agent_secret)
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(format!("cannot reach the agent of node {node}: {e}"))
+            })?;
+        if !response.status().is_success() {
+            let code = response.status();
+            let text = response.text().await.unwrap_or_default();
+            return Err(if code == reqwest::StatusCode::NOT_FOUND {
+                ApiError::BadRequest(text)
+            } else {
+                ApiError::Unavailable(format!("the agent of node {node} answered {code}: {text}"))
+            });
+        }
+        let stream = futures::StreamExt::map(response.bytes_stream(), |chunk| {
+            chunk.map_err(std::io::Error::other)
+        });
+        Ok((
+            [(header::CONTENT_TYPE, "text/plain")],
+            Body::from_stream(stream),
+        )
+            .into_response())
     }
 
     async fn bind(&self, binding: Value) -> Result<Response, ApiError> {
@@ -999,12 +1094,14 @@ impl Request<'_> {
                 .get("gracePeriodSeconds")
                 .and_then(|g| g.parse().ok())
         });
+        let propagation = Propagation::parse(&options, self.query)?;
         let key = self.key(self.name());
-        for _ in 0..5 {
+        for _ in 0..RACE_RETRIES {
             read_barrier(self.ctx, Consistency::Linearizable).await?;
             let Some((current, revision)) = load(self.ctx, &key)? else {
                 return Err(not_found(self.resource(), self.name()));
             };
+            self.restrict(self.name(), Some(&current))?;
             if let Some(precondition) = options["preconditions"]["resourceVersion"].as_str() {
                 if precondition != revision.to_string() {
                     return Err(conflict(self.resource(), self.name()));
@@ -1012,34 +1109,34 @@ impl Request<'_> {
             }
             // A pod bound to a node goes gracefully: it is marked, and its
             // agent removes it (with grace 0) once its containers stopped.
-            let bound = self.resource().kind == "Pod"
-                && current["spec"]["nodeName"]
-                    .as_str()
-                    .is_some_and(|n| !n.is_empty());
-            let finalizers = current["metadata"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty());
-            let graceful = (bound && grace != Some(0)) || finalizers;
-            if graceful {
-                if current["metadata"].get("deletionTimestamp").is_some() {
+            // Orphan and foreground propagation mark the owner with a
+            // finalizer the garbage collector works off.
+            match store::deletion(
+                self.resource(),
+                &current,
+                grace,
+                propagation.finalizers(),
+                meta::now(),
+            ) {
+                store::Deletion::AlreadyMarked => {
                     return self.render(current, StatusCode::ACCEPTED);
                 }
-                let mut next = current.clone();
-                let seconds = grace
-                    .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
-                    .unwrap_or(30);
-                next["metadata"]["deletionTimestamp"] = json!(meta::timestamp(meta::now()));
-                next["metadata"]["deletionGracePeriodSeconds"] = json!(seconds);
-                if let Swap::Done(rev) = self.swap(&key, revision, Some(&next)).await? {
-                    meta::set_resource_version(&mut next, rev);
-                    return self.render(next, StatusCode::ACCEPTED);
+                store::Deletion::Mark(mut next) => {
+                    if let Swap::Done(rev) = self.swap(&key, revision, Some(&next)).await? {
+                        meta::set_resource_version(&mut next, rev);
+                        return self.render(next, StatusCode::ACCEPTED);
+                    }
+                    continue;
                 }
-                continue;
+                store::Deletion::Remove => {}
             }
-            let claims = if self.resource().kind == "Service" {
-                services::release(&current)
-            } else {
-                Vec::new()
+            let claims = match self.resource().kind {
+                "Service" => services::release(&current),
+                // Deleting a Node revokes its agent's credential.
+                "Node" => vec![Claim::Release {
+                    key: crate::security::nodes::key(self.name()),
+                }],
+                _ => Vec::new(),
             };
             if let Swap::Done(_) = self.swap_with(&key, revision, None, &claims).await? {
                 return self.render(current, StatusCode::OK);
@@ -1200,6 +1297,57 @@ impl Request<'_> {
     }
 }
 
+/// How deleting an owner treats its dependents (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Propagation {
+    /// Delete the owner now; the garbage collector deletes the dependents.
+    Background,
+    /// Delete the dependents first, then the owner.
+    Foreground,
+    /// Keep the dependents, without their reference to the owner.
+    Orphan,
+}
+
+impl Propagation {
+    /// From DeleteOptions (`propagationPolicy`, or the older
+    /// `orphanDependents`) or the query.
+    fn parse(options: &Value, query: &HashMap<String, String>) -> Result<Propagation, ApiError> {
+        let policy = options["propagationPolicy"]
+            .as_str()
+            .or_else(|| query.get("propagationPolicy").map(String::as_str));
+        match policy {
+            Some("Background") => Ok(Propagation::Background),
+            Some("Foreground") => Ok(Propagation::Foreground),
+            Some("Orphan") => Ok(Propagation::Orphan),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "propagationPolicy {other:?} is not one of Background, Foreground, Orphan"
+            ))),
+            None if options["orphanDependents"].as_bool() == Some(true)
+                || query.get("orphanDependents").is_some_and(|o| o == "true") =>
+            {
+                Ok(Propagation::Orphan)
+            }
+            None => Ok(Propagation::Background),
+        }
+    }
+
+    /// The finalizers the owner gets.
+    fn finalizers(self) -> &'static [&'static str] {
+        match self {
+            Propagation::Background => &[],
+            Propagation::Foreground => &[crate::objects::owner::FOREGROUND],
+            Propagation::Orphan => &[crate::objects::owner::ORPHAN],
+        }
+    }
+}
+
+/// How often a patch, scale or delete without a resourceVersion
+/// precondition is retried when another writer (a controller updating
+/// status, say) changed the object between its read and its write. Such a
+/// request has nothing to conflict with, so it retries — as kube-apiserver's
+/// GuaranteedUpdate does — rather than answer 409 after a short burst.
+const RACE_RETRIES: usize = 64;
+
 /// Random cluster IPs / node ports tried before a create gives up.
 const ALLOCATION_ATTEMPTS: usize = 8;
 
@@ -1247,7 +1395,7 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 }
 
 /// Namespaces every cluster has from `ctl init`.
-pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system"];
+pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-node-lease"];
 
 /// Creates namespace `name` unless it exists.
 ///
@@ -1268,7 +1416,7 @@ pub async fn ensure_namespace(ctx: &Context, name: &str) -> Result<(), ApiError>
         }],
         success: vec![Op::Put {
             key: key.into_bytes(),
-            value: stored_bytes(&obj)?,
+            value: store::stored_bytes(&obj)?,
         }],
         failure: vec![],
     });

@@ -117,6 +117,52 @@ impl Selector {
         Ok(Selector { requirements })
     }
 
+    /// A `metav1.LabelSelector` (`matchLabels` and `matchExpressions` with
+    /// `In`, `NotIn`, `Exists`, `DoesNotExist`). An empty selector matches
+    /// everything; a missing one (JSON null) matches nothing, as Kubernetes
+    /// reads a workload's selector.
+    ///
+    /// # Errors
+    /// A message naming the malformed part.
+    pub fn from_label_selector(selector: &Value) -> Result<Selector, String> {
+        if selector.is_null() {
+            return Err("no selector".into());
+        }
+        let mut requirements = Vec::new();
+        if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+            for (k, v) in labels {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("matchLabels[{k}] must be a string"))?;
+                requirements.push(Requirement::Equals(k.clone(), v.to_owned()));
+            }
+        }
+        if let Some(expressions) = selector.get("matchExpressions").and_then(Value::as_array) {
+            for e in expressions {
+                let key = e["key"]
+                    .as_str()
+                    .ok_or("matchExpressions[].key must be a string")?
+                    .to_owned();
+                let values: Vec<String> = e["values"]
+                    .as_array()
+                    .map(|vs| {
+                        vs.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                requirements.push(match e["operator"].as_str() {
+                    Some("In") => Requirement::In(key, values),
+                    Some("NotIn") => Requirement::NotIn(key, values),
+                    Some("Exists") => Requirement::Exists(key),
+                    Some("DoesNotExist") => Requirement::NotExists(key),
+                    other => return Err(format!("unknown matchExpressions operator {other:?}")),
+                });
+            }
+        }
+        Ok(Selector { requirements })
+    }
+
     /// True when no requirement is set.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()

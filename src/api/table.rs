@@ -359,6 +359,12 @@ const NAMESPACE_COLUMNS: &[Column] = &[
     AGE,
 ];
 
+const LEASE_COLUMNS: &[Column] = &[
+    NAME,
+    col("Holder", "string", "The holder of the lease"),
+    AGE,
+];
+
 const ENDPOINTS_COLUMNS: &[Column] = &[
     NAME,
     col(
@@ -425,6 +431,7 @@ fn printer(plural: &str) -> Printer {
         "namespaces" => (NAMESPACE_COLUMNS, namespace_row),
         "endpoints" => (ENDPOINTS_COLUMNS, endpoints_row),
         "events" => (EVENT_COLUMNS, event_row),
+        "leases" => (LEASE_COLUMNS, lease_row),
         _ => (DEFAULT_COLUMNS, default_row),
     };
     Printer { columns, row }
@@ -1034,6 +1041,14 @@ fn namespace_row(namespace: &Value, now: i64) -> Row {
         name(namespace),
         Value::from(phase),
         age(namespace, now),
+    ])
+}
+
+fn lease_row(lease: &Value, now: i64) -> Row {
+    Row::cells(vec![
+        name(lease),
+        Value::from(text(lease, "/spec/holderIdentity")),
+        age(lease, now),
     ])
 }
 

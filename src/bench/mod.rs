@@ -12,6 +12,8 @@
 //!   with the same client, the same key space and the same value sizes.
 //! - [`api`]: `ctl bench api`: the Kubernetes API — create and get latency,
 //!   full lists of many pods, and watch fan-out.
+//! - [`scheduler`]: `ctl bench scheduler`: pods bound and running per second
+//!   on many hollow nodes.
 //!
 //! The benchmark is an edge of the system, like the CLI: it reports failures
 //! with `anyhow`, and keeps typed errors only for the per-request failures it
@@ -19,4 +21,5 @@
 
 pub mod api;
 pub mod kv;
+pub mod scheduler;
 mod stats;

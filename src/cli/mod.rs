@@ -10,6 +10,7 @@ mod members;
 mod objects;
 mod output;
 
+use crate::agent::process::RuntimeKind;
 use crate::bench;
 use crate::client::kubeconfig::Kubeconfig;
 use crate::client::Client;
@@ -72,6 +73,8 @@ pub struct MemberFlags {
 impl MemberFlags {
     fn options(&self) -> master::Options {
         master::Options {
+            settings: crate::controllers::Settings::default(),
+            agent: None,
             data_dir: self.data_dir.clone(),
             listen: self.listen.clone(),
             advertise: self.advertise.clone(),
@@ -95,22 +98,32 @@ pub enum Command {
         /// Do not run a worker agent in this process.
         #[arg(long)]
         no_agent: bool,
+        /// Container runtime of the in-process agent.
+        #[arg(long, value_enum, default_value_t = RuntimeKind::Docker)]
+        runtime: RuntimeKind,
+        /// A node silent this long is marked unreachable (cluster setting).
+        #[arg(long, default_value = "40s", value_parser = parse_duration)]
+        node_monitor_grace_period: Duration,
+        /// Pods of a node not ready this long are replaced (cluster setting).
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        pod_eviction_timeout: Duration,
     },
     /// Join a cluster as a master (--control-plane) or as a worker, and serve.
     Join {
         /// Any master of the cluster (HOST:PORT).
         server: String,
-        /// A join token from `ctl init` or `ctl token create`.
+        /// A join token from `ctl init` or `ctl token create` (not needed to
+        /// resume from an existing data directory).
         #[arg(long)]
-        token: String,
+        token: Option<String>,
         /// Join as a master (needs a master token).
         #[arg(long)]
         control_plane: bool,
         #[command(flatten)]
         member: MemberFlags,
-        /// Container runtime of a worker: docker or fake.
-        #[arg(long)]
-        runtime: Option<String>,
+        /// Container runtime of a worker.
+        #[arg(long, value_enum, default_value_t = RuntimeKind::Docker)]
+        runtime: RuntimeKind,
     },
     /// Manage join tokens.
     #[command(subcommand)]
@@ -225,6 +238,21 @@ pub enum BenchCommand {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Scheduling throughput: hollow nodes, many pods, create to bound and Running.
+    Scheduler {
+        /// Hollow nodes to start in this process.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Pods to create.
+        #[arg(long, default_value_t = 1000)]
+        pods: usize,
+        /// Give up after this long.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Key-value throughput and latency, against Flotilla or etcd.
     Kv {
         /// Which store to drive.
@@ -302,31 +330,43 @@ fn init_tracing() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Init { member, no_agent } => {
-            if !no_agent {
-                tracing::info!(
-                    "the in-process worker agent is not built yet; running as a pure master"
-                );
-            }
-            master::run(master::Start::Init, member.options()).await
+        Command::Init {
+            member,
+            no_agent,
+            runtime,
+            node_monitor_grace_period,
+            pod_eviction_timeout,
+        } => {
+            let mut options = member.options();
+            options.settings = crate::controllers::Settings {
+                node_monitor_grace_period: *node_monitor_grace_period,
+                pod_eviction_timeout: *pod_eviction_timeout,
+            };
+            options.agent = (!no_agent).then_some(*runtime);
+            master::run(master::Start::Init, options).await
         }
         Command::Join {
             server,
             token,
             control_plane,
             member,
-            runtime: _,
+            runtime,
         } => {
-            if !control_plane {
-                anyhow::bail!(
-                    "joining as a worker is not available yet (the agent is not built); pass --control-plane with a master token to join as a master"
-                );
+            if *control_plane {
+                let token = match token {
+                    Some(token) => token.clone(),
+                    None if master::Identity::load(&member.data_dir)?.is_some() => String::new(),
+                    None => anyhow::bail!(
+                        "joining needs --token: a master token from `ctl token create --role master`"
+                    ),
+                };
+                let start = master::Start::Join {
+                    server: server.clone(),
+                    token,
+                };
+                return master::run(start, member.options()).await;
             }
-            let start = master::Start::Join {
-                server: server.clone(),
-                token: token.clone(),
-            };
-            master::run(start, member.options()).await
+            worker(server, token.as_deref(), member, *runtime).await
         }
         Command::Token(command) => members::token(&connect(&cli)?, command).await,
         Command::Member(command) => members::member(&connect(&cli)?, command).await,
@@ -360,6 +400,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 watch_events: *watch_events,
             };
             let report = bench::api::run(&options).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Table => print!("{}", report.table()),
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Scheduler {
+            nodes,
+            pods,
+            timeout,
+            output,
+        }) => {
+            let client = connect(&cli)?;
+            client.learn_members().await;
+            let options = bench::scheduler::Options {
+                nodes: *nodes,
+                pods: *pods,
+                timeout: *timeout,
+            };
+            let report = bench::scheduler::run(&client, &options).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Table => print!("{}", report.table()),
@@ -404,6 +464,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ctl join` without `--control-plane`: a worker agent until SIGTERM.
+async fn worker(
+    server: &str,
+    token: Option<&str>,
+    member: &MemberFlags,
+    runtime: RuntimeKind,
+) -> anyhow::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    master::cancel_on_signal(stop.clone())?;
+    let address = member.advertise.as_deref().map(|a| {
+        a.rsplit_once(':')
+            .map_or(a, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    });
+    let options = crate::agent::process::Options {
+        server: Some(server.to_owned()),
+        token: token.map(str::to_owned),
+        data_dir: member.data_dir.clone(),
+        name: member.name.clone(),
+        address,
+        listen: member.listen.clone(),
+        runtime,
+        capacity: None,
+    };
+    crate::agent::process::run(options, stop).await
 }
 
 /// What the flags and the kubeconfig select.

@@ -473,13 +473,22 @@ pub async fn apply(client: &Client, args: &ApplyArgs) -> anyhow::Result<()> {
         if let Some(last) = &last {
             removals(last, &manifest.object, &mut patch);
         }
-        let patched = call_json(client, Method::PATCH, &path, Some(&patch), patch_type).await?;
-        let before = &live["metadata"]["resourceVersion"];
-        if patched["metadata"]["resourceVersion"] == *before {
+        // As kubectl does: a patch that changes nothing is not sent. (Judging
+        // by the resourceVersion afterwards would call an object a controller
+        // updated meanwhile "configured".)
+        let kind = live["kind"].as_str().unwrap_or("");
+        let local = crate::api::patch::apply(
+            kind,
+            &live,
+            &patch,
+            crate::api::patch::PatchType::StrategicMerge,
+        );
+        if local.as_ref().is_ok_and(|merged| *merged == live) {
             println!("{shown} unchanged");
-        } else {
-            println!("{shown} configured");
+            continue;
         }
+        call_json(client, Method::PATCH, &path, Some(&patch), patch_type).await?;
+        println!("{shown} configured");
     }
     Ok(())
 }

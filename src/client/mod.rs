@@ -17,7 +17,7 @@ use crate::wire::REQUEST_ID_HEADER;
 use reqwest::{Method, StatusCode};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long one request may take before the client tries another master.
@@ -109,7 +109,7 @@ pub struct Extras {
 pub struct Client {
     http: reqwest::Client,
     token: Option<String>,
-    masters: Mutex<Masters>,
+    masters: Arc<Mutex<Masters>>,
     cache: Option<PathBuf>,
 }
 
@@ -120,6 +120,15 @@ pub fn base_url(server: &str) -> String {
         server.to_owned()
     } else {
         format!("https://{server}")
+    }
+}
+
+/// `HOST:PORT`, bracketing IPv6 hosts.
+pub fn host_port(host: &str, port: u64) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -160,16 +169,32 @@ impl Client {
         Ok(Client {
             http: http_client(REQUEST_TIMEOUT, ca_pem)?,
             token,
-            masters: Mutex::new(Masters {
+            masters: Arc::new(Mutex::new(Masters {
                 list,
                 ..Masters::default()
-            }),
+            })),
             cache,
         })
     }
 
+    /// A client sharing this one's connections and known masters, sending
+    /// `token` instead (many hollow nodes in one process share one pool).
+    pub fn with_token(&self, token: String) -> Client {
+        Client {
+            http: self.http.clone(),
+            token: Some(token),
+            masters: self.masters.clone(),
+            cache: None,
+        }
+    }
+
     fn masters(&self) -> std::sync::MutexGuard<'_, Masters> {
         self.masters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bearer token this client sends.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// The masters this client knows, as base URLs.

@@ -43,6 +43,10 @@ pub struct Options {
     pub name: Option<String>,
     /// Raft tuning.
     pub raft: flotilla_raft::Config,
+    /// Settings of the control loops (recorded by `ctl init`).
+    pub settings: crate::controllers::Settings,
+    /// Run a worker agent in this process, with this runtime.
+    pub agent: Option<crate::agent::process::RuntimeKind>,
 }
 
 /// How a master comes to be.
@@ -59,7 +63,8 @@ pub enum Start {
     },
 }
 
-fn host_name() -> String {
+/// This machine's host name, lower-cased and made a valid member or node name.
+pub fn host_name() -> String {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_else(|_| "master".into());
@@ -210,19 +215,55 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
     tokio::spawn(crate::controllers::run(ctx.clone(), shutdown.clone()));
     tracing::info!(name = %identity.name, id = format_args!("{:x}", identity.id), %local, "master serving");
 
-    let bootstrap = bootstrap(&ctx, &identity, &start, &options.data_dir);
+    let bootstrap = bootstrap(&ctx, &identity, &start, &options);
+    let mut worker_token = None;
     tokio::select! {
         result = bootstrap => {
-            if let Err(e) = result {
-                shutdown.cancel();
-                let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
-                let _ = node.shutdown().await;
-                return Err(e);
+            match result {
+                Ok(token) => worker_token = token,
+                Err(e) => {
+                    shutdown.cancel();
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+                    let _ = node.shutdown().await;
+                    return Err(e);
+                }
             }
         }
         () = shutdown.cancelled() => {}
     }
+    let agent = options
+        .agent
+        .filter(|_| !shutdown.is_cancelled())
+        .map(|runtime| {
+            let host = identity
+                .advertise
+                .rsplit_once(':')
+                .map_or(identity.advertise.as_str(), |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let agent_options = crate::agent::process::Options {
+                server: Some(identity.advertise.clone()),
+                token: worker_token,
+                data_dir: options.data_dir.join("agent"),
+                name: Some(identity.name.clone()),
+                address: Some(host),
+                listen: None,
+                runtime,
+                capacity: None,
+            };
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::agent::process::run(agent_options, stop).await {
+                    tracing::error!("the in-process agent stopped: {e:#}");
+                }
+            })
+        });
     shutdown.cancelled().await;
+    if let Some(agent) = agent {
+        // The agent leaves its containers running; it only stops its loops.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, agent).await;
+    }
     tracing::info!("shutting down");
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("in-flight requests did not finish in time; closing them");
@@ -231,13 +272,16 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// First-start work: create the cluster, or finish joining it.
+/// First-start work: create the cluster, or finish joining it. On a new
+/// cluster, returns the worker token (for the in-process agent).
 async fn bootstrap(
     ctx: &Arc<Context>,
     identity: &Identity,
     start: &Start,
-    data_dir: &Path,
-) -> anyhow::Result<()> {
+    options: &Options,
+) -> anyhow::Result<Option<String>> {
+    let data_dir = options.data_dir.as_path();
+    let mut worker_token = None;
     let kubeconfig = admin_kubeconfig(data_dir);
     if identity.founder && !ctx.node.is_initialized().await? {
         ctx.node.initialize().await?;
@@ -249,6 +293,14 @@ async fn bootstrap(
         for namespace in api::rest::INITIAL_NAMESPACES {
             api::rest::ensure_namespace(ctx, namespace).await?;
         }
+        ctx.node
+            .write(flotilla_storage::Request {
+                id: None,
+                command: options.settings.command()?,
+            })
+            .await
+            .context("recording the cluster settings")?;
+        worker_token = Some(worker.token.clone());
         let dir = absolute(data_dir);
         println!(
             "Flotilla cluster {} initialized; this member is {} at {}.\n\n\
@@ -266,6 +318,11 @@ async fn bootstrap(
             worker.token,
         );
         tracing::debug!(data_dir = %dir.display(), "bootstrap complete");
+        println!(
+            "Control loops: a node silent for {} is marked unreachable; its pods are replaced after {}.",
+            humantime::format_duration(options.settings.node_monitor_grace_period),
+            humantime::format_duration(options.settings.pod_eviction_timeout)
+        );
     } else if !identity.joined {
         let Start::Join { server, token } = start else {
             bail!(
@@ -308,7 +365,7 @@ async fn bootstrap(
             kubeconfig.display()
         );
     }
-    Ok(())
+    Ok(worker_token)
 }
 
 /// Writes the admin kubeconfig: this member's URL, the CA, the admin token.
@@ -333,10 +390,19 @@ async fn wait_for_leadership(ctx: &Context) -> anyhow::Result<()> {
 }
 
 /// A client for join requests: no admin credential (the token is in the
-/// body), trusting only the CA whose fingerprint the token carries. The CA is
-/// fetched from the server first, over a connection that is not yet trusted,
-/// and checked against the fingerprint before anything secret is sent.
+/// body), trusting only the token's CA (see [`trusted_client`]).
 async fn join_client(server: &str, token: &str) -> anyhow::Result<JoinClient> {
+    let (client, _) = trusted_client(server, token).await?;
+    Ok(JoinClient(client))
+}
+
+/// A client of `server` trusting only the CA whose fingerprint `token`
+/// carries, with that CA's PEM. The CA is fetched over a connection that is
+/// not yet trusted and checked before anything secret is sent.
+///
+/// # Errors
+/// A malformed token, an unreachable server, or a CA that is not the token's.
+pub async fn trusted_client(server: &str, token: &str) -> anyhow::Result<(Client, String)> {
     tokens::parse(token)?;
     let Some(expected) = tokens::ca_fingerprint(token) else {
         bail!("the token has no CA fingerprint: use the whole token `ctl token create` prints (ID.SECRET.CAHASH)");
@@ -361,12 +427,8 @@ async fn join_client(server: &str, token: &str) -> anyhow::Result<JoinClient> {
             "{server} presents CA {actual}, but the token names {expected}: refusing to send the token to it (wrong cluster, or someone in between)"
         );
     }
-    Ok(JoinClient(Client::new(
-        &[server.to_owned()],
-        None,
-        Some(&ca_pem),
-        None,
-    )?))
+    let client = Client::new(&[server.to_owned()], None, Some(&ca_pem), None)?;
+    Ok((client, ca_pem))
 }
 
 struct JoinClient(Client);

@@ -7,10 +7,17 @@
 //! - [`meta`]: metadata the server sets and keeps (uid, timestamps,
 //!   generation, resourceVersion);
 //! - [`kinds`]: per-kind defaulting and validation;
+//! - [`pod`], [`owner`], [`quantity`]: the fields control loops read
+//!   (requests, readiness, owner references, quantities as integers);
 //! - [`validate`]: field checks (DNS-1123 names, labels, types) that collect
 //!   every problem as a field error.
 
 pub mod kinds;
 pub mod meta;
+pub mod owner;
+pub mod pod;
+pub mod quantity;
 pub mod registry;
 pub mod validate;
+
+pub use registry::Resource;

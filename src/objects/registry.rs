@@ -169,10 +169,23 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &["status", "scale"],
         in_all: ALL,
     },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        list_kind: "LeaseList",
+        plural: "leases",
+        singular: "lease",
+        short_names: &[],
+        namespaced: true,
+        subresources: &[],
+        in_all: false,
+    },
 ];
 
-/// The group versions served, in discovery order: ("", "v1"), ("apps", "v1").
-pub const GROUP_VERSIONS: &[(&str, &str)] = &[("", "v1"), ("apps", "v1")];
+/// The group versions served, in discovery order.
+pub const GROUP_VERSIONS: &[(&str, &str)] =
+    &[("", "v1"), ("apps", "v1"), ("coordination.k8s.io", "v1")];
 
 /// The resource served under `group`/`version` with plural `plural`.
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {

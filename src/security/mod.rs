@@ -12,6 +12,7 @@
 //! in one place each ([`crate::master::serve`], [`crate::client::http_client`])
 //! so TLS slots in there.
 
+pub mod nodes;
 pub mod pki;
 pub mod tokens;
 

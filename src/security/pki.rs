@@ -47,7 +47,7 @@ pub struct Authority {
 }
 
 /// A serving certificate and key, PEM-encoded.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Serving {
     /// Certificate signed by the CA.
     pub cert_pem: String,

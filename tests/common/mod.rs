@@ -126,12 +126,14 @@ impl Member {
     }
 }
 
-/// A cluster of master processes.
+/// A cluster of master processes, and worker agents.
 pub struct Cluster {
     /// Holds every data directory; removed on drop.
     pub root: tempfile::TempDir,
     /// The members, in start order.
     pub members: Vec<Member>,
+    /// Worker agents (`ctl join` without `--control-plane`).
+    pub workers: Vec<Member>,
     /// The founder's admin kubeconfig.
     pub kubeconfig: PathBuf,
     /// The admin bearer token.
@@ -143,11 +145,11 @@ pub struct Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for m in &self.members {
+            for m in self.members.iter().chain(&self.workers) {
                 eprintln!("===== log of {} ({}) =====\n{}", m.name, m.addr, m.log());
             }
         }
-        for m in &mut self.members {
+        for m in self.workers.iter_mut().chain(self.members.iter_mut()) {
             m.kill();
         }
     }
@@ -175,17 +177,24 @@ impl Cluster {
     /// Starts `ctl init` and then `size - 1` `ctl join --control-plane`, each
     /// waited on until it is a voter.
     pub async fn start(size: usize) -> Cluster {
+        Cluster::start_with(size, &[]).await
+    }
+
+    /// [`Cluster::start`], passing `init_args` to `ctl init` (cluster settings).
+    pub async fn start_with(size: usize, init_args: &[&str]) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
         let http = http_client(None);
         let mut cluster = Cluster {
             kubeconfig: root.path().join("m1").join("admin.kubeconfig"),
             root,
             members: Vec::new(),
+            workers: Vec::new(),
             token: String::new(),
             http,
         };
+        let extra: Vec<String> = init_args.iter().map(|a| (*a).to_owned()).collect();
         let founder = cluster.new_member("m1", |dir, addr| {
-            vec![
+            let mut args = vec![
                 "init".into(),
                 "--data-dir".into(),
                 dir.display().to_string(),
@@ -194,7 +203,9 @@ impl Cluster {
                 "--name".into(),
                 "m1".into(),
                 "--no-agent".into(),
-            ]
+            ];
+            args.extend(extra);
+            args
         });
         cluster.members.push(founder);
         cluster.members[0].spawn();
@@ -277,6 +288,67 @@ impl Cluster {
             },
         )
         .await;
+    }
+
+    /// A fresh worker token, made with `ctl token create`.
+    pub fn worker_token(&self) -> String {
+        let out = self.ctl(&["token", "create", "--role", "worker"]);
+        assert!(out.ok, "token create failed: {}", out.stderr);
+        out.stdout.trim().to_owned()
+    }
+
+    /// Starts a worker agent with `ctl join SERVER --token T --runtime RUNTIME
+    /// --name NAME` and waits until its Node is Ready; returns its index.
+    pub async fn add_worker(&mut self, name: &str, runtime: &str) -> usize {
+        let token = self.worker_token();
+        let server = self.members[0].addr.clone();
+        let worker = self.new_member(name, |dir, _| {
+            vec![
+                "join".into(),
+                server,
+                "--token".into(),
+                token,
+                "--runtime".into(),
+                runtime.into(),
+                "--name".into(),
+                name.into(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+            ]
+        });
+        self.workers.push(worker);
+        let index = self.workers.len() - 1;
+        self.workers[index].spawn();
+        self.wait_node_ready(name, Duration::from_secs(60)).await;
+        index
+    }
+
+    /// Waits until Node `name` reports Ready.
+    pub async fn wait_node_ready(&self, name: &str, timeout: Duration) {
+        let this = self;
+        wait_for(
+            &format!("node {name} to be Ready"),
+            timeout,
+            || async move {
+                let node = this.get_any(&format!("/api/v1/nodes/{name}")).await?;
+                let ready = node["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                ready.then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// GET from the first member that answers with success.
+    pub async fn get_any(&self, path: &str) -> Option<serde_json::Value> {
+        for m in &self.members {
+            if let Some(v) = self.get_json(&m.url(), path).await {
+                return Some(v);
+            }
+        }
+        None
     }
 
     /// Waits with a deadline, failing the test if the founder died meanwhile.
@@ -441,4 +513,76 @@ pub fn encode(value: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The stock `kubectl`, pointed at a cluster's admin kubeconfig.
+pub struct Kubectl {
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// kubectl's discovery cache, private to the test.
+    pub cache: tempfile::TempDir,
+}
+
+/// What a kubectl run printed.
+pub struct Out {
+    /// Exit success.
+    pub ok: bool,
+    /// Stdout.
+    pub stdout: String,
+    /// Stderr.
+    pub stderr: String,
+}
+
+impl Kubectl {
+    /// kubectl for `cluster`.
+    pub fn new(cluster: &Cluster) -> Kubectl {
+        Kubectl {
+            kubeconfig: cluster.kubeconfig.clone(),
+            cache: tempfile::tempdir().expect("cache dir"),
+        }
+    }
+
+    /// The command, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("kubectl");
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args);
+        command
+    }
+
+    /// Runs kubectl.
+    pub fn run(&self, args: &[&str]) -> Out {
+        let output = self
+            .command(args)
+            .output()
+            .expect("kubectl is installed on this machine (see README)");
+        Out {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs kubectl, failing the test unless it succeeds; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.ok,
+            "kubectl {args:?} failed:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        out.stdout
+    }
+
+    /// `kubectl apply -f` of a manifest's text.
+    pub fn apply(&self, manifest: &str) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("manifest.yaml");
+        std::fs::write(&path, manifest).expect("write manifest");
+        self.ok(&["apply", "-f", &path.display().to_string()])
+    }
 }
