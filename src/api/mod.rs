@@ -279,7 +279,8 @@ pub fn request_id(headers: &HeaderMap) -> Result<Option<[u8; 16]>, ApiError> {
     bytes.try_into().map(Some).map_err(|_| bad())
 }
 
-/// Replicates `command` and maps every failure to the API's answer.
+/// Replicates `command` and maps every failure to the API's answer. The
+/// write carries the request's idempotency key, if it has one.
 ///
 /// # Errors
 /// 307 to the leader on a follower, 503 without a leader, 504 when the outcome
@@ -290,10 +291,40 @@ pub async fn write(
     headers: &HeaderMap,
     command: flotilla_storage::Command,
 ) -> Result<StoreResponse, ApiError> {
-    let request = flotilla_storage::Request {
-        id: request_id(headers)?,
-        command,
-    };
+    write_with_id(ctx, uri, request_id(headers)?, command).await
+}
+
+/// The idempotency key of the `n`-th write one request makes: the client's
+/// key for the first, a key derived from it for each later one. A handler
+/// that retries a lost compare-and-swap must not reuse the client's key —
+/// the store would answer the retry with the first attempt's stored result —
+/// yet a client retrying the whole request must map onto the same writes.
+pub fn nth_request_id(client: Option<[u8; 16]>, n: u32) -> Option<[u8; 16]> {
+    use sha2::Digest;
+    let id = client?;
+    if n == 0 {
+        return Some(id);
+    }
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(id);
+    hasher.update(n.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut derived = [0u8; 16];
+    derived.copy_from_slice(&digest[..16]);
+    Some(derived)
+}
+
+/// [`write`] with an explicit idempotency key.
+///
+/// # Errors
+/// As [`write`].
+pub async fn write_with_id(
+    ctx: &Context,
+    uri: &Uri,
+    id: Option<[u8; 16]>,
+    command: flotilla_storage::Command,
+) -> Result<StoreResponse, ApiError> {
+    let request = flotilla_storage::Request { id, command };
     match tokio::time::timeout(WRITE_TIMEOUT, ctx.node.write(request)).await {
         Err(_) => Err(ApiError::Timeout(format!(
             "the write was not committed within {}s; its outcome is unknown: retry with the same {}",
@@ -342,6 +373,21 @@ pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> Api
 mod tests {
     use super::*;
     use axum::http::Method;
+
+    #[test]
+    fn each_write_of_a_request_has_its_own_key() {
+        let client = Some([7u8; 16]);
+        assert_eq!(
+            nth_request_id(client, 0),
+            client,
+            "the first write is the client's"
+        );
+        let second = nth_request_id(client, 1);
+        assert!(second.is_some() && second != client);
+        assert_eq!(second, nth_request_id(client, 1), "derived keys are stable");
+        assert_ne!(second, nth_request_id(client, 2));
+        assert_eq!(nth_request_id(None, 3), None);
+    }
 
     #[test]
     fn nodes_may_write_only_their_own_objects() {

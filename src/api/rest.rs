@@ -193,6 +193,7 @@ async fn serve(
     let req = Request {
         ctx,
         caller,
+        writes: std::sync::atomic::AtomicU32::new(0),
         target: &target,
         query: &query,
         uri,
@@ -250,6 +251,8 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
 struct Request<'a> {
     ctx: &'a Context,
     caller: &'a Caller,
+    /// Writes made so far (each gets its own idempotency key).
+    writes: std::sync::atomic::AtomicU32,
     target: &'a Addressed,
     query: &'a HashMap<String, String>,
     uri: &'a Uri,
@@ -410,12 +413,14 @@ impl Request<'_> {
             namespace,
             claims,
         };
-        Ok(
-            match store::swap(self.ctx, self.uri, self.headers, &swap).await? {
-                store::Outcome::Done(revision) => Swap::Done(revision),
-                store::Outcome::Lost => Swap::Lost,
-            },
-        )
+        let n = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = super::nth_request_id(super::request_id(self.headers)?, n);
+        Ok(match store::swap(self.ctx, self.uri, id, &swap).await? {
+            store::Outcome::Done(revision) => Swap::Done(revision),
+            store::Outcome::Lost => Swap::Lost,
+        })
     }
 
     fn namespace_missing(&self) -> ApiError {

@@ -13,9 +13,9 @@
 //! and let its agent or finalizers finish), for the API and the loops alike.
 
 use super::services::Claim;
-use super::{write, ApiError, Context};
+use super::{write_with_id, ApiError, Context};
 use crate::objects::{meta, pod, registry, Resource};
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use flotilla_storage::{Command, Compare, CompareOp, Op, Response as Store, Revision, Target, Txn};
 use serde_json::{json, Value};
 
@@ -110,19 +110,20 @@ pub fn transaction(swap: &Swap<'_>) -> Result<Txn, ApiError> {
     })
 }
 
-/// Replicates `swap` (through the leader; see [`write`]).
+/// Replicates `swap` (through the leader; see [`write_with_id`]) with
+/// idempotency key `id`.
 ///
 /// # Errors
-/// As [`write`]: a redirect on a follower, 503 without a leader, 504 when the
-/// outcome is unknown.
+/// As [`write_with_id`]: a redirect on a follower, 503 without a leader, 504
+/// when the outcome is unknown.
 pub async fn swap(
     ctx: &Context,
     uri: &Uri,
-    headers: &HeaderMap,
+    id: Option<[u8; 16]>,
     swap: &Swap<'_>,
 ) -> Result<Outcome, ApiError> {
     let command = Command::Txn(transaction(swap)?);
-    match write(ctx, uri, headers, command).await? {
+    match write_with_id(ctx, uri, id, command).await? {
         Store::Txn {
             succeeded: true,
             revision,

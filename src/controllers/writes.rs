@@ -11,7 +11,7 @@ use super::informer::Object;
 use crate::api::store::{self, Deletion, Outcome, Swap};
 use crate::api::{ApiError, Context};
 use crate::objects::{kinds, meta, Resource};
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -20,7 +20,6 @@ use std::sync::Arc;
 pub struct Writer {
     ctx: Arc<Context>,
     uri: Uri,
-    headers: HeaderMap,
 }
 
 impl Writer {
@@ -29,7 +28,6 @@ impl Writer {
         Writer {
             ctx,
             uri: Uri::from_static("/"),
-            headers: HeaderMap::new(),
         }
     }
 
@@ -39,7 +37,7 @@ impl Writer {
     }
 
     async fn swap(&self, swap: &Swap<'_>) -> Result<Outcome, ApiError> {
-        store::swap(&self.ctx, &self.uri, &self.headers, swap).await
+        store::swap(&self.ctx, &self.uri, None, swap).await
     }
 
     /// Creates `obj` (a name or `generateName` set), filling defaults and

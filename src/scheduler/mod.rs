@@ -30,7 +30,7 @@ use crate::controllers::informer::{Change, Object};
 use crate::controllers::writes::Writer;
 use crate::objects::{meta, owner, pod, quantity, registry};
 use algorithm::{Decision, NodeInfo, PodInfo, Taint, Toleration};
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -481,7 +481,7 @@ async fn bind(ctx: Arc<Context>, pod: Arc<Object>, node: String) -> Written {
         claims: &[],
     };
     let uri = Uri::from_static("/api/v1/pods");
-    let result = store::swap(&ctx, &uri, &HeaderMap::new(), &swap).await;
+    let result = store::swap(&ctx, &uri, None, &swap).await;
     Written::Bind {
         key: pod.key.clone(),
         result,
