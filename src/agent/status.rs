@@ -34,7 +34,8 @@ pub struct ContainerView<'a> {
     pub ready: bool,
 }
 
-fn terminated(c: &Container) -> Option<Value> {
+/// The `terminated` state of an exited container, its id prefixed by `scheme`.
+fn terminated(c: &Container, scheme: &str) -> Option<Value> {
     match &c.state {
         State::Exited {
             code,
@@ -46,7 +47,7 @@ fn terminated(c: &Container) -> Option<Value> {
             "reason": reason,
             "startedAt": started_at.map(stamp),
             "finishedAt": stamp(*finished_at),
-            "containerID": format!("{}", c.id),
+            "containerID": format!("{scheme}{}", c.id),
         })),
         _ => None,
     }
@@ -63,14 +64,10 @@ pub fn container_status(view: &ContainerView<'_>, scheme: &str) -> Value {
             json!({"running": {"startedAt": stamp(*started_at)}})
         }
         (None, Some(State::Exited { .. })) => {
-            let mut t = view.latest.and_then(terminated).unwrap_or_default();
-            if let Some(id) = t
-                .get("containerID")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-            {
-                t["containerID"] = json!(format!("{scheme}{id}"));
-            }
+            let t = view
+                .latest
+                .and_then(|c| terminated(c, scheme))
+                .unwrap_or_default();
             json!({ "terminated": t })
         }
         (None, Some(State::Created) | None) => {
@@ -85,17 +82,8 @@ pub fn container_status(view: &ContainerView<'_>, scheme: &str) -> Value {
                 .filter(|_| view.waiting.is_some())
                 .filter(|c| matches!(c.state, State::Exited { .. }))
         })
-        .and_then(terminated)
-        .map(|mut t| {
-            if let Some(id) = t
-                .get("containerID")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-            {
-                t["containerID"] = json!(format!("{scheme}{id}"));
-            }
-            json!({ "terminated": t })
-        })
+        .and_then(|c| terminated(c, scheme))
+        .map(|t| json!({ "terminated": t }))
         .unwrap_or_else(|| json!({}));
     let running = matches!(view.latest.map(|c| &c.state), Some(State::Running { .. }))
         && view.waiting.is_none();

@@ -8,7 +8,9 @@
 //!    waits until it has caught up, then promotes it to voter. Both steps are
 //!    idempotent, so an interrupted join is resumed by running it again.
 
-use super::{ensure_leader, json_rejection, read_barrier, write, ApiError, Consistency, Context};
+use super::{
+    ensure_leader, json_rejection, read_barrier, store, write, ApiError, Consistency, Context,
+};
 use crate::security::nodes;
 use crate::security::tokens::{self, Role, TokenRecord};
 use crate::wire::{
@@ -204,25 +206,12 @@ async fn join_worker(
         .unwrap_or_default()
         .into_bytes();
     // A new name, or one whose Node is gone: record the credential.
-    let command = Command::Txn(Txn {
-        compare: vec![Compare {
-            key: node_key,
-            target: Target::CreateRevision(0),
-            op: CompareOp::Equal,
-        }],
-        success: vec![Op::Put { key, value }],
-        failure: vec![],
-    });
-    match write(&ctx, &uri, &HeaderMap::new(), command).await? {
-        Store::Txn {
-            succeeded: true, ..
-        } => {}
-        _ => {
-            return Err(ApiError::Conflict(format!(
-                "node {} has already joined (its Node exists): run the agent from its own data directory to resume it, delete the node (`ctl delete node {}`) to join again under that name, or pick another --name",
-                req.name, req.name
-            )))
-        }
+    let command = store::when(node_key, Target::CreateRevision(0), Op::Put { key, value });
+    if !store::succeeded(&write(&ctx, &uri, &HeaderMap::new(), command).await?) {
+        return Err(ApiError::Conflict(format!(
+            "node {} has already joined (its Node exists): run the agent from its own data directory to resume it, delete the node (`ctl delete node {}`) to join again under that name, or pick another --name",
+            req.name, req.name
+        )));
     }
     let serving = ctx
         .ca
@@ -416,20 +405,14 @@ async fn revoke_token(
     record.revoked = true;
     let value = serde_json::to_vec(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
     let key = record.key().into_bytes();
-    let command = Command::Txn(Txn {
-        compare: vec![Compare {
-            key: key.clone(),
-            target: Target::ModRevision(mod_revision),
-            op: CompareOp::Equal,
-        }],
-        success: vec![Op::Put { key, value }],
-        failure: vec![],
-    });
-    match write(&ctx, &uri, &HeaderMap::new(), command).await? {
-        Store::Txn {
-            succeeded: true, ..
-        } => Ok(Json(record)),
-        _ => Err(ApiError::Conflict(format!(
+    let command = store::when(
+        key.clone(),
+        Target::ModRevision(mod_revision),
+        Op::Put { key, value },
+    );
+    match store::succeeded(&write(&ctx, &uri, &HeaderMap::new(), command).await?) {
+        true => Ok(Json(record)),
+        false => Err(ApiError::Conflict(format!(
             "token {id} changed meanwhile; run the command again"
         ))),
     }

@@ -110,6 +110,31 @@ pub fn transaction(swap: &Swap<'_>) -> Result<Txn, ApiError> {
     })
 }
 
+/// A transaction that runs `op` if `key`'s `target` equals the stored one,
+/// and does nothing otherwise (see [`succeeded`]).
+pub fn when(key: Vec<u8>, target: Target, op: Op) -> Command {
+    Command::Txn(Txn {
+        compare: vec![Compare {
+            key,
+            target,
+            op: CompareOp::Equal,
+        }],
+        success: vec![op],
+        failure: vec![],
+    })
+}
+
+/// Whether a store answer is a transaction whose compares held.
+pub fn succeeded(response: &flotilla_storage::Response) -> bool {
+    matches!(
+        response,
+        flotilla_storage::Response::Txn {
+            succeeded: true,
+            ..
+        }
+    )
+}
+
 /// Replicates `swap` (through the leader; see [`write_with_id`]) with
 /// idempotency key `id`.
 ///

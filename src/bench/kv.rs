@@ -366,21 +366,6 @@ fn key_name(index: usize) -> String {
     format!("{KEY_PREFIX}{index:08}")
 }
 
-/// Percent-encodes `s` for a query component: everything but RFC 3986's
-/// unreserved characters is escaped, so `/` becomes `%2F`.
-fn encode_query_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 /// `error` and its sources, joined by `: `.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -626,7 +611,7 @@ impl Worker {
                 let url = format!(
                     "{}/kv/get?key={}&consistency=linearizable",
                     self.get_base,
-                    encode_query_component(key)
+                    crate::client::encode(key)
                 );
                 let mut request = self.client.get(&url);
                 if let Some(auth) = &self.auth {
@@ -768,7 +753,7 @@ mod tests {
             ("é", "%C3%A9"),
         ];
         for (raw, encoded) in cases {
-            assert_eq!(encode_query_component(raw), encoded, "{raw}");
+            assert_eq!(crate::client::encode(raw), encoded, "{raw}");
         }
     }
 
@@ -776,7 +761,7 @@ mod tests {
     fn encoded_keys_survive_a_url_parser() {
         let url = Url::parse(&format!(
             "http://h:1/kv/get?key={}&consistency=linearizable",
-            encode_query_component("bench/00000042")
+            crate::client::encode("bench/00000042")
         ))
         .expect("valid URL");
         let pairs: Vec<_> = url.query_pairs().collect();

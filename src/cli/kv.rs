@@ -79,18 +79,7 @@ pub enum KvCommand {
     },
 }
 
-/// Percent-encodes a query value.
-pub fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::client::encode;
 
 /// Runs a `ctl kv` command.
 ///
@@ -199,12 +188,4 @@ pub async fn run(client: &Client, command: &KvCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn encodes_query_values() {
-        assert_eq!(super::encode("/registry/a b"), "%2Fregistry%2Fa%20b");
-    }
 }

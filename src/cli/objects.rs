@@ -211,18 +211,7 @@ fn object_path(resource: &Resource, namespace: &str, name: &str) -> String {
     format!("{}/{name}", collection_path(resource, Some(namespace)))
 }
 
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::client::encode;
 
 /// Sends a request and returns the answer if it is a success, else the
 /// server's Status as a [`ServerError`].

@@ -123,6 +123,20 @@ pub fn base_url(server: &str) -> String {
     }
 }
 
+/// Percent-encodes a query value or path segment: everything but RFC 3986's
+/// unreserved characters is escaped (`/` becomes `%2F`).
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `HOST:PORT`, bracketing IPv6 hosts.
 pub fn host_port(host: &str, port: u64) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -497,5 +511,7 @@ mod tests {
             Some("http://127.0.0.1:7002")
         );
         assert_eq!(base_of("/relative"), None);
+        assert_eq!(encode("/registry/a b=c"), "%2Fregistry%2Fa%20b%3Dc");
+        assert_eq!(encode("az-_.~09"), "az-_.~09");
     }
 }

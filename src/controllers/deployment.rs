@@ -25,10 +25,10 @@
 use super::events::{Recorder, Severity};
 use super::informer::{Cache, Change, Object, Snapshot};
 use super::reconciler::{Action, Reconciler};
-use super::writes::Writer;
+use super::writes::{served, Writer};
 use crate::api::store::Outcome;
 use crate::api::{ApiError, Context};
-use crate::objects::{meta, owner, pod, registry, Resource};
+use crate::objects::{meta, owner, pod};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -44,10 +44,6 @@ pub struct Controller {
     writer: Writer,
     cache: Cache,
     recorder: Recorder,
-}
-
-fn resource(kind: &str) -> Result<&'static Resource, ApiError> {
-    registry::by_kind(kind).ok_or_else(|| ApiError::Internal(format!("{kind} is not served")))
 }
 
 /// A short, stable hash of a pod template (lower-case alphanumerics, as
@@ -118,6 +114,16 @@ fn revision(obj: &Value) -> i64 {
 struct Plan {
     rs: Arc<Object>,
     replicas: i64,
+}
+
+/// The ReplicaSets as they are sized now.
+fn plans(sets: &[Arc<Object>]) -> Vec<Plan> {
+    sets.iter()
+        .map(|rs| Plan {
+            rs: rs.clone(),
+            replicas: replicas(&rs.value),
+        })
+        .collect()
 }
 
 /// The new sizes of the new and old ReplicaSets for one RollingUpdate step
@@ -219,10 +225,7 @@ impl Controller {
         next["spec"]["replicas"] = json!(size);
         next["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
             json!(replicas(&d.value).to_string());
-        let outcome = self
-            .writer
-            .update(resource("ReplicaSet")?, rs, next)
-            .await?;
+        let outcome = self.writer.update(served("ReplicaSet")?, rs, next).await?;
         if outcome == Outcome::Lost {
             return Ok(false);
         }
@@ -405,25 +408,18 @@ impl Reconciler for Controller {
                         value: json!({}),
                         revision: 0,
                     });
-                    let plans: Vec<Plan> = old
-                        .iter()
-                        .map(|rs| Plan {
-                            rs: rs.clone(),
-                            replicas: replicas(&rs.value),
-                        })
-                        .collect();
                     rolling_step(
                         &d.value,
                         &Plan {
                             rs: placeholder,
                             replicas: 0,
                         },
-                        &plans,
+                        &plans(&old),
                     )
                     .0
                 };
                 let rs = Self::new_replica_set(&d.value, &hash, max_revision + 1, size);
-                if let Some(created) = self.writer.create(resource("ReplicaSet")?, rs).await? {
+                if let Some(created) = self.writer.create(served("ReplicaSet")?, rs).await? {
                     let message = format!(
                         "Scaled up replica set {} from 0 to {size}",
                         meta::name(&created).unwrap_or("")
@@ -438,9 +434,7 @@ impl Reconciler for Controller {
             if revision(&new.value) < max_revision {
                 let mut next = new.value.clone();
                 next["metadata"]["annotations"][REVISION] = json!((max_revision + 1).to_string());
-                self.writer
-                    .update(resource("ReplicaSet")?, new, next)
-                    .await?;
+                self.writer.update(served("ReplicaSet")?, new, next).await?;
                 return Ok(Action::Done);
             }
             let scaled = if recreate {
@@ -454,18 +448,11 @@ impl Reconciler for Controller {
                 }
                 any
             } else {
-                let plans: Vec<Plan> = old
-                    .iter()
-                    .map(|rs| Plan {
-                        rs: rs.clone(),
-                        replicas: replicas(&rs.value),
-                    })
-                    .collect();
                 let new_plan = Plan {
                     rs: new.clone(),
                     replicas: replicas(&new.value),
                 };
-                let (new_size, old_sizes) = rolling_step(&d.value, &new_plan, &plans);
+                let (new_size, old_sizes) = rolling_step(&d.value, &new_plan, &plans(&old));
                 let mut any = self.scale(&d, new, new_size).await?;
                 for (rs, size) in old.iter().zip(old_sizes) {
                     any |= self.scale(&d, rs, size).await?;
@@ -489,7 +476,7 @@ impl Reconciler for Controller {
                 .collect();
             if empty.len() > limit {
                 for rs in &empty[..empty.len() - limit] {
-                    self.writer.delete(resource("ReplicaSet")?, rs).await?;
+                    self.writer.delete(served("ReplicaSet")?, rs).await?;
                 }
             }
         }
@@ -505,9 +492,7 @@ impl Reconciler for Controller {
             if let Some(rev) = new_revision {
                 next["metadata"]["annotations"][REVISION] = json!(rev);
             }
-            self.writer
-                .update(resource("Deployment")?, &d, next)
-                .await?;
+            self.writer.update(served("Deployment")?, &d, next).await?;
         }
         // Re-check the progress deadline while a rollout is under way.
         let done = d.value["status"]["conditions"]

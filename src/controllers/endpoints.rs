@@ -10,10 +10,10 @@
 
 use super::informer::{Cache, Change, Snapshot};
 use super::reconciler::{Action, Reconciler};
-use super::writes::Writer;
+use super::writes::{served, Writer};
 use crate::api::selectors::Selector;
 use crate::api::{ApiError, Context};
-use crate::objects::{meta, pod, registry, Resource};
+use crate::objects::{meta, pod};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,11 +22,6 @@ use std::sync::Arc;
 pub struct Controller {
     writer: Writer,
     cache: Cache,
-}
-
-fn resource() -> Result<&'static Resource, ApiError> {
-    registry::by_kind("Endpoints")
-        .ok_or_else(|| ApiError::Internal("Endpoints are not served".into()))
 }
 
 /// The port a Service port reaches on `p`, if it resolves.
@@ -172,7 +167,7 @@ impl Reconciler for Controller {
         let Some(service) = service.filter(|s| !pod::is_terminating(&s.value)) else {
             // The Service is gone: so are its Endpoints (if it was ours to manage).
             if let Some(endpoints) = existing {
-                self.writer.remove(resource()?, &endpoints).await?;
+                self.writer.remove(served("Endpoints")?, &endpoints).await?;
             }
             return Ok(Action::Done);
         };
@@ -198,7 +193,9 @@ impl Reconciler for Controller {
                 let mut next = current.value.clone();
                 next["subsets"] = subsets;
                 next["metadata"]["labels"] = labels;
-                self.writer.update(resource()?, &current, next).await?;
+                self.writer
+                    .update(served("Endpoints")?, &current, next)
+                    .await?;
             }
             None => {
                 let mut obj = json!({
@@ -208,7 +205,7 @@ impl Reconciler for Controller {
                 if labels.is_object() {
                     obj["metadata"]["labels"] = labels;
                 }
-                self.writer.create(resource()?, obj).await?;
+                self.writer.create(served("Endpoints")?, obj).await?;
             }
         }
         Ok(Action::Done)

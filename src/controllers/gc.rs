@@ -21,7 +21,7 @@ use super::reconciler::{self, Action, Reconciler};
 use super::writes::Writer;
 use crate::api::{ApiError, Context};
 use crate::objects::{meta, owner, pod, registry, Resource};
-use flotilla_storage::{Command, Compare, CompareOp, Op, Request, Target, Txn};
+use flotilla_storage::{Op, Request, Target};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -309,17 +309,13 @@ async fn sweep_events(ctx: Arc<Context>, stop: CancellationToken) {
             }
             let request = Request {
                 id: None,
-                command: Command::Txn(Txn {
-                    compare: vec![Compare {
+                command: crate::api::store::when(
+                    kv.key.clone(),
+                    Target::ModRevision(kv.mod_revision),
+                    Op::Delete {
                         key: kv.key.clone(),
-                        target: Target::ModRevision(kv.mod_revision),
-                        op: CompareOp::Equal,
-                    }],
-                    success: vec![Op::Delete {
-                        key: kv.key.clone(),
-                    }],
-                    failure: vec![],
-                }),
+                    },
+                ),
             };
             if stop.is_cancelled() || ctx.node.write(request).await.is_err() {
                 break;

@@ -25,9 +25,9 @@
 use super::events::{Recorder, Severity};
 use super::informer::{Cache, Change, Object};
 use super::settings::Settings;
-use super::writes::Writer;
+use super::writes::{served, Writer};
 use crate::api::{ApiError, Context};
-use crate::objects::{meta, pod, registry};
+use crate::objects::{meta, pod};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -297,8 +297,7 @@ impl Monitor {
         {
             return Ok(());
         }
-        let nodes = registry::by_kind("Node")
-            .ok_or_else(|| ApiError::Internal("Node is not served".into()))?;
+        let nodes = served("Node")?;
         self.writer.update(nodes, node, next).await?;
         if went_unknown {
             tracing::warn!(
@@ -334,8 +333,7 @@ impl Monitor {
         if victims.is_empty() {
             return Ok(());
         }
-        let pods = registry::by_kind("Pod")
-            .ok_or_else(|| ApiError::Internal("Pod is not served".into()))?;
+        let pods = served("Pod")?;
         tracing::warn!(
             node = node.name(),
             pods = victims.len(),

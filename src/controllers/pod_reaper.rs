@@ -5,8 +5,9 @@
 //! with a delete of grace 0. If no agent confirms — the node is gone, or has
 //! no agent — the pod is removed here once its grace period has passed.
 
+use crate::api::store;
 use crate::api::Context;
-use flotilla_storage::{Command, Compare, CompareOp, Op, Request, Target, Txn};
+use flotilla_storage::{Op, Request, Target};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -57,17 +58,13 @@ async fn sweep(ctx: &Context) -> Result<(), String> {
         // Only if unchanged since read: a pod the agent just updated waits a round.
         let request = Request {
             id: None,
-            command: Command::Txn(Txn {
-                compare: vec![Compare {
+            command: store::when(
+                kv.key.clone(),
+                Target::ModRevision(kv.mod_revision),
+                Op::Delete {
                     key: kv.key.clone(),
-                    target: Target::ModRevision(kv.mod_revision),
-                    op: CompareOp::Equal,
-                }],
-                success: vec![Op::Delete {
-                    key: kv.key.clone(),
-                }],
-                failure: vec![],
-            }),
+                },
+            ),
         };
         ctx.node.write(request).await.map_err(|e| e.to_string())?;
         tracing::info!(pod = %String::from_utf8_lossy(&kv.key), "removed a pod whose grace period ran out");

@@ -20,11 +20,11 @@
 use super::events::{Recorder, Severity};
 use super::informer::{Cache, Change, Object, Snapshot};
 use super::reconciler::{Action, Reconciler};
-use super::writes::Writer;
+use super::writes::{served, Writer};
 use crate::api::selectors::Selector;
 use crate::api::store::Outcome;
 use crate::api::{ApiError, Context};
-use crate::objects::{meta, owner, pod, registry, Resource};
+use crate::objects::{meta, owner, pod};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,10 +56,6 @@ pub struct Controller {
     cache: Cache,
     recorder: Recorder,
     expectations: Mutex<HashMap<String, Expectation>>,
-}
-
-fn resource(kind: &str) -> Result<&'static Resource, ApiError> {
-    registry::by_kind(kind).ok_or_else(|| ApiError::Internal(format!("{kind} is not served")))
 }
 
 /// What the controller needs from one pod when choosing whom to delete.
@@ -181,7 +177,7 @@ impl Controller {
 
     /// Creates `count` pods in slow-start batches; how many were created.
     async fn create_pods(&self, rs: &Object, count: usize) -> Result<usize, ApiError> {
-        let pods = resource("Pod")?;
+        let pods = served("Pod")?;
         let template = pod_from_template(&rs.value);
         let mut created = 0;
         let mut batch = 1;
@@ -224,7 +220,7 @@ impl Controller {
     }
 
     async fn delete_pods(&self, rs: &Object, victims: Vec<Arc<Object>>) -> Result<(), ApiError> {
-        let pods = resource("Pod")?;
+        let pods = served("Pod")?;
         let results =
             futures::future::join_all(victims.iter().map(|p| self.writer.delete(pods, p))).await;
         let mut error = None;
@@ -248,7 +244,7 @@ impl Controller {
 
     /// Adopts matching orphans and releases owned pods that stopped matching.
     async fn claim(&self, rs: &Object, selector: &Selector) -> Result<bool, ApiError> {
-        let pods = resource("Pod")?;
+        let pods = served("Pod")?;
         let (adopt, release): (Vec<Arc<Object>>, Vec<Arc<Object>>) = self.cache.read(|s| {
             let mut adopt = Vec::new();
             let mut release = Vec::new();
@@ -386,9 +382,7 @@ impl Reconciler for Controller {
         if rs.value["status"] != status {
             let mut next = rs.value.clone();
             next["status"] = status;
-            self.writer
-                .update(resource("ReplicaSet")?, &rs, next)
-                .await?;
+            self.writer.update(served("ReplicaSet")?, &rs, next).await?;
         }
         Ok(match recheck {
             Some(seconds) => Action::After(Duration::from_secs(seconds)),

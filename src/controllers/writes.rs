@@ -15,6 +15,15 @@ use axum::http::Uri;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// The served resource of `kind`.
+///
+/// # Errors
+/// Only if the registry lacks the kind (a bug).
+pub fn served(kind: &str) -> Result<&'static Resource, ApiError> {
+    crate::objects::registry::by_kind(kind)
+        .ok_or_else(|| ApiError::Internal(format!("{kind} is not served")))
+}
+
 /// Writes objects on behalf of the control loops.
 #[derive(Clone)]
 pub struct Writer {
@@ -107,10 +116,15 @@ impl Writer {
         if next == current.value {
             return Ok(Outcome::Done(current.revision));
         }
+        self.replace(current, &next).await
+    }
+
+    /// Stores `next` in place of `current`, if unchanged since it was read.
+    async fn replace(&self, current: &Object, next: &Value) -> Result<Outcome, ApiError> {
         let swap = Swap {
             key: &current.key,
             expected: current.revision,
-            object: Some(&next),
+            object: Some(next),
             namespace: None,
             claims: &[],
         };
@@ -125,16 +139,7 @@ impl Writer {
     pub async fn delete(&self, resource: &Resource, current: &Object) -> Result<Outcome, ApiError> {
         match store::deletion(resource, &current.value, None, &[], meta::now()) {
             Deletion::AlreadyMarked => Ok(Outcome::Done(current.revision)),
-            Deletion::Mark(next) => {
-                let swap = Swap {
-                    key: &current.key,
-                    expected: current.revision,
-                    object: Some(&next),
-                    namespace: None,
-                    claims: &[],
-                };
-                self.swap(&swap).await
-            }
+            Deletion::Mark(next) => self.replace(current, &next).await,
             Deletion::Remove => self.remove(resource, current).await,
         }
     }

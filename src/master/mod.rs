@@ -286,7 +286,6 @@ async fn bootstrap(
     if identity.founder && !ctx.node.is_initialized().await? {
         ctx.node.initialize().await?;
         wait_for_leadership(ctx).await?;
-        write_admin_kubeconfig(ctx, identity, &kubeconfig)?;
         let uri = Uri::from_static("/cluster/tokens");
         let master = api::cluster::create_token(ctx, &uri, Role::Master, INIT_TOKEN_TTL).await?;
         let worker = api::cluster::create_token(ctx, &uri, Role::Worker, INIT_TOKEN_TTL).await?;
@@ -300,6 +299,8 @@ async fn bootstrap(
             })
             .await
             .context("recording the cluster settings")?;
+        // Last: its existence tells scripts and tests the cluster is ready.
+        write_admin_kubeconfig(ctx, identity, &kubeconfig)?;
         worker_token = Some(worker.token.clone());
         let dir = absolute(data_dir);
         println!(

@@ -371,6 +371,14 @@ impl Scheduler {
                 }
             }
             None if wants_scheduling(&pod.value) => {
+                // A changed spec (a nodeSelector fixed, say) is worth a try now.
+                let spec_changed = change
+                    .old
+                    .as_ref()
+                    .is_some_and(|old| old.value["spec"] != pod.value["spec"]);
+                if spec_changed {
+                    self.unschedulable.remove(&key);
+                }
                 self.pending.insert(key.clone(), pod.clone());
                 self.activate(&key);
                 false
