@@ -51,6 +51,8 @@ struct Audit {
     bound: HashMap<String, String>,
     /// uid → (live, has label app=web, name, node).
     pods: HashMap<String, (bool, bool, String, String)>,
+    /// uid → image, of unfinished pods of the Recreate deployment.
+    recreate: HashMap<String, String>,
     /// When each pod name was first seen.
     added: Vec<(Instant, String)>,
     violations: Vec<String>,
@@ -88,6 +90,7 @@ impl Audit {
         }
         if kind == "DELETED" {
             self.pods.remove(&uid);
+            self.recreate.remove(&uid);
             return;
         }
         if !self.pods.contains_key(&uid) {
@@ -99,6 +102,27 @@ impl Audit {
                 Some("Succeeded" | "Failed")
             );
         let web = pod["metadata"]["labels"]["app"] == "web";
+        if pod["metadata"]["labels"]["app"] == "recreate" {
+            // Terminating pods still run: Recreate must wait for them too.
+            let finished = matches!(
+                pod["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
+            if !finished {
+                let image = pod["spec"]["containers"][0]["image"].as_str().unwrap_or("");
+                self.recreate.insert(uid.clone(), image.to_owned());
+            } else {
+                self.recreate.remove(&uid);
+            }
+            let mut images: Vec<&String> = self.recreate.values().collect();
+            images.sort();
+            images.dedup();
+            if images.len() > 1 {
+                self.violations.push(format!(
+                    "Recreate deployment ran two templates at once: {images:?}"
+                ));
+            }
+        }
         self.pods.insert(uid, (live, web, name, node));
         let count = self.live_web();
         self.most_live = self.most_live.max(count);
@@ -497,6 +521,43 @@ async fn control_loops_schedule_heal_roll_and_collect() {
                 .get_any("/api/v1/namespaces/default/pods?labelSelector=app%3Dkeep")
                 .await?;
             (rs_gone && pods["items"].as_array()?.is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    // Recreate: the old pods are gone before a new one starts.
+    let recreate = deployment(3, "fake/recreate:1")
+        .replace("name: web", "name: recreate")
+        .replace("app: web", "app: recreate")
+        .replace(
+            "type: RollingUpdate\n    rollingUpdate: {maxSurge: 2, maxUnavailable: 1}",
+            "type: Recreate",
+        );
+    assert!(recreate.contains("type: Recreate"));
+    k.apply(&recreate);
+    let rollout = k.run(&["rollout", "status", "deploy/recreate", "--timeout=60s"]);
+    assert!(rollout.ok, "{}{}", rollout.stdout, rollout.stderr);
+    k.ok(&["set", "image", "deploy/recreate", "recreate=fake/recreate:2"]);
+    let rollout = k.run(&["rollout", "status", "deploy/recreate", "--timeout=60s"]);
+    assert!(rollout.ok, "{}{}", rollout.stdout, rollout.stderr);
+    wait_for(
+        "3 recreated pods of the new template",
+        Duration::from_secs(30),
+        || async {
+            let list = cluster
+                .get_any("/api/v1/namespaces/default/pods?labelSelector=app%3Drecreate")
+                .await?;
+            let items = list["items"].as_array()?;
+            let live: Vec<&Value> = items
+                .iter()
+                .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
+                .collect();
+            (live.len() == 3
+                && live.iter().all(|p| {
+                    p["spec"]["containers"][0]["image"] == "fake/recreate:2"
+                        && p["status"]["phase"] == "Running"
+                }))
+            .then_some(())
         },
     )
     .await;

@@ -15,7 +15,7 @@
 //!   that are not available anyway. One step per reconcile; ReplicaSet
 //!   status changes bring the next.
 //! - **Recreate**: scale every old ReplicaSet to zero, wait until their pods
-//!   are gone, then scale the new one up.
+//!   are gone (terminating ones included), then scale the new one up.
 //!
 //! Status: replicas, updatedReplicas, readyReplicas, availableReplicas,
 //! unavailableReplicas, observedGeneration, and the Available and Progressing
@@ -116,6 +116,13 @@ struct Plan {
     replicas: i64,
 }
 
+/// The Deployment controlling `obj`, if any.
+fn owning_deployment<'a>(snapshot: &'a Snapshot, obj: &Value) -> Option<&'a Arc<Object>> {
+    owner::controller_uid(obj)
+        .and_then(|uid| snapshot.by_uid(uid))
+        .filter(|o| o.value["kind"] == "Deployment")
+}
+
 /// The ReplicaSets as they are sized now.
 fn plans(sets: &[Arc<Object>]) -> Vec<Plan> {
     sets.iter()
@@ -212,6 +219,22 @@ impl Controller {
                 "selector": selector,
                 "template": template,
             },
+        })
+    }
+
+    /// Whether any pod of the old ReplicaSets has not finished — running,
+    /// starting or still terminating — as Recreate waits for (kube's
+    /// `oldPodsRunning`).
+    fn old_pods_running(&self, d: &Object, old: &[Arc<Object>]) -> bool {
+        if old.iter().any(|rs| status_count(&rs.value, "replicas") > 0) {
+            return true;
+        }
+        let uids: Vec<&str> = old.iter().map(|rs| rs.uid()).collect();
+        self.cache.read(|s| {
+            s.in_namespace("pods", d.namespace()).any(|p| {
+                owner::controller_uid(&p.value).is_some_and(|u| uids.contains(&u))
+                    && !matches!(pod::phase(&p.value), "Succeeded" | "Failed")
+            })
         })
     }
 
@@ -343,13 +366,20 @@ impl Reconciler for Controller {
             "deployments" => out.extend(change.object().map(|o| o.key.clone())),
             "replicasets" => {
                 for version in [&change.old, &change.new].into_iter().flatten() {
-                    if let Some(owner) = owner::controller_uid(&version.value)
-                        .and_then(|uid| snapshot.by_uid(uid))
-                        .filter(|o| o.value["kind"] == "Deployment")
-                    {
+                    if let Some(owner) = owning_deployment(snapshot, &version.value) {
                         out.push(owner.key.clone());
                     }
                 }
+            }
+            // A pod gone lets a Recreate rollout go on.
+            "pods" if change.new.is_none() => {
+                let deployment = change
+                    .old
+                    .as_ref()
+                    .and_then(|p| owner::controller_uid(&p.value))
+                    .and_then(|uid| snapshot.by_uid(uid))
+                    .and_then(|rs| owning_deployment(snapshot, &rs.value));
+                out.extend(deployment.map(|d| d.key.clone()));
             }
             _ => {}
         }
@@ -442,8 +472,7 @@ impl Reconciler for Controller {
                 for rs in &old {
                     any |= self.scale(&d, rs, 0).await?;
                 }
-                let old_pods_left = old.iter().any(|rs| status_count(&rs.value, "replicas") > 0);
-                if !any && !old_pods_left {
+                if !any && !self.old_pods_running(&d, &old) {
                     any |= self.scale(&d, new, replicas(&d.value)).await?;
                 }
                 any
