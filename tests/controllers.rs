@@ -537,7 +537,12 @@ async fn control_loops_schedule_heal_roll_and_collect() {
     k.apply(&recreate);
     let rollout = k.run(&["rollout", "status", "deploy/recreate", "--timeout=60s"]);
     assert!(rollout.ok, "{}{}", rollout.stdout, rollout.stderr);
-    k.ok(&["set", "image", "deploy/recreate", "recreate=fake/recreate:2"]);
+    k.ok(&[
+        "set",
+        "image",
+        "deploy/recreate",
+        "recreate=fake/recreate:2",
+    ]);
     let rollout = k.run(&["rollout", "status", "deploy/recreate", "--timeout=60s"]);
     assert!(rollout.ok, "{}{}", rollout.stdout, rollout.stderr);
     wait_for(

@@ -215,8 +215,14 @@ impl Worker {
     /// Runs until the pod is gone from the API and its containers removed,
     /// or until `stop` (the agent shuts down; containers keep running).
     pub async fn run(mut self, stop: CancellationToken) {
+        // Set when the agent dropped its side: the pod is then treated as gone.
+        let mut detached = false;
         loop {
-            let current = self.spec.borrow_and_update().clone();
+            let current = if detached {
+                None
+            } else {
+                self.spec.borrow_and_update().clone()
+            };
             let next = match current {
                 None => {
                     if self.teardown(VANISHED_GRACE).await {
@@ -243,7 +249,7 @@ impl Worker {
             };
             let sleep = next.unwrap_or(RESYNC).min(RESYNC);
             tokio::select! {
-                changed = self.spec.changed() => if changed.is_err() && self.spec.borrow().is_none() { continue },
+                changed = self.spec.changed(), if !detached => detached = changed.is_err(),
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
                 () = stop.cancelled() => break,
