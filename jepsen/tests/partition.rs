@@ -109,7 +109,10 @@ fn jepsen(name: &str, args: &[&str]) -> Run {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_else(|| {
-            panic!("{name}: no results.json (exit {:?})\n{stdout}\n{stderr}", output.status.code())
+            panic!(
+                "{name}: no results.json (exit {:?})\n{stdout}\n{stderr}",
+                output.status.code()
+            )
         });
     for file in ["history.jsonl", "latency.svg", "rate.svg", "timeline.html"] {
         assert!(dir.0.join(file).is_file(), "{name}: {file} missing");
@@ -132,19 +135,28 @@ fn assert_valid(name: &str, run: &Run, min_ok: u64) {
         run.stderr
     );
     assert_eq!(run.code, Some(0), "{name}: exit status of a valid run");
-    assert!(run.results["final_reads_ok"].as_bool() == Some(true), "{name}: final reads");
+    assert!(
+        run.results["final_reads_ok"].as_bool() == Some(true),
+        "{name}: final reads"
+    );
     let ok = run.results["ok"].as_u64().unwrap_or(0);
     assert!(ok >= min_ok, "{name}: only {ok} acknowledged operations");
     assert!(
-        !run.results["faults"].as_array().map_or(true, Vec::is_empty),
+        !run.results["faults"].as_array().is_none_or(Vec::is_empty),
         "{name}: no fault was applied"
     );
 }
 
 fn assert_nothing_left() {
-    let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns");
     let netns = String::from_utf8_lossy(&netns.stdout).into_owned();
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
     let links = String::from_utf8_lossy(&links.stdout).into_owned();
     // Runs of this test process's children are named fj<their pid>...; any
     // name with a dead pid is a leftover. Wait briefly for asynchronous
@@ -155,8 +167,7 @@ fn assert_nothing_left() {
             .filter(|w| w.starts_with("fj"))
             .filter(|w| {
                 let digits: String = w[2..].chars().take_while(char::is_ascii_digit).collect();
-                !digits.is_empty()
-                    && !std::path::Path::new(&format!("/proc/{digits}")).exists()
+                !digits.is_empty() && !std::path::Path::new(&format!("/proc/{digits}")).exists()
             })
             .map(str::to_owned)
             .collect()
@@ -164,8 +175,14 @@ fn assert_nothing_left() {
     let mut left = [leftovers(&netns), leftovers(&links)].concat();
     while !left.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
-        let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
-        let links = Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+        let netns = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns");
+        let links = Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .expect("ip link");
         left = [
             leftovers(&String::from_utf8_lossy(&netns.stdout)),
             leftovers(&String::from_utf8_lossy(&links.stdout)),
@@ -180,9 +197,22 @@ fn partition_three_nodes_is_valid() {
     let run = jepsen(
         "partition",
         &[
-            "--nodes", "3", "--workload", "register", "--nemesis", "partition",
-            "--time-limit", "25", "--quiet", "3", "--fault-duration", "6", "--rate", "80",
-            "--seed", "1",
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition",
+            "--time-limit",
+            "25",
+            "--quiet",
+            "3",
+            "--fault-duration",
+            "6",
+            "--rate",
+            "80",
+            "--seed",
+            "1",
         ],
     );
     assert_valid("partition", &run, 300);
@@ -194,8 +224,22 @@ fn kill_three_nodes_is_valid() {
     let run = jepsen(
         "kill",
         &[
-            "--nodes", "3", "--workload", "register", "--nemesis", "kill", "--time-limit", "25",
-            "--quiet", "3", "--fault-duration", "5", "--rate", "80", "--seed", "2",
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "kill",
+            "--time-limit",
+            "25",
+            "--quiet",
+            "3",
+            "--fault-duration",
+            "5",
+            "--rate",
+            "80",
+            "--seed",
+            "2",
         ],
     );
     assert_valid("kill", &run, 200);
@@ -207,9 +251,24 @@ fn serializable_reads_under_partition_are_caught() {
     let run = jepsen(
         "serializable",
         &[
-            "--nodes", "3", "--workload", "register", "--nemesis", "partition",
-            "--consistency", "serializable", "--time-limit", "30", "--quiet", "3",
-            "--fault-duration", "8", "--rate", "100", "--seed", "3",
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition",
+            "--consistency",
+            "serializable",
+            "--time-limit",
+            "30",
+            "--quiet",
+            "3",
+            "--fault-duration",
+            "8",
+            "--rate",
+            "100",
+            "--seed",
+            "3",
         ],
     );
     assert_eq!(
@@ -221,7 +280,10 @@ fn serializable_reads_under_partition_are_caught() {
     );
     assert_eq!(run.code, Some(1), "exit status of an invalid run");
     let failures = run.results["failures"].as_array().expect("failures");
-    assert!(!failures.is_empty(), "an invalid run names its failing keys");
+    assert!(
+        !failures.is_empty(),
+        "an invalid run names its failing keys"
+    );
     let breaking = &failures[0]["breaking"];
     assert!(
         breaking["op"].as_str().is_some_and(|op| !op.is_empty()),

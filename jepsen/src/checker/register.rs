@@ -91,12 +91,15 @@ pub enum SplitError {
     },
 }
 
+/// One key's operations, as [`split`] returns them.
+pub type KeyHistory = (String, Vec<Operation<RegisterOp>>);
+
 /// Splits a register history into per-key operation lists, sorted by key.
 /// Invocations never completed count as indeterminate.
 ///
 /// # Errors
 /// When a completion has no invocation, or an event's value is malformed.
-pub fn split(events: &[Event]) -> Result<Vec<(String, Vec<Operation<RegisterOp>>)>, SplitError> {
+pub fn split(events: &[Event]) -> Result<Vec<KeyHistory>, SplitError> {
     let mut open: HashMap<u64, &Event> = HashMap::new();
     let mut keys: BTreeMap<String, Vec<Operation<RegisterOp>>> = BTreeMap::new();
     let mut push = |invoke: &Event, completion: Option<&Event>| -> Result<(), SplitError> {
