@@ -184,6 +184,16 @@ pub fn bridge(n: usize, rng: &mut impl Rng) -> (Vec<usize>, usize, Vec<usize>, G
     (left, middle, right, grudge)
 }
 
+/// What the nemesis did: the faults applied, and the ones it could not apply
+/// (for instance `isolate-leader` while no leader was known), with why.
+#[derive(Clone, Debug, Default)]
+pub struct Log {
+    /// Faults applied.
+    pub periods: Vec<Period>,
+    /// Faults that could not be applied or healed, with the reason.
+    pub errors: Vec<String>,
+}
+
 /// Timing of the schedule.
 #[derive(Clone, Copy, Debug)]
 pub struct Schedule {
@@ -209,7 +219,7 @@ pub struct Nemesis {
     schedule: Schedule,
     rng: StdRng,
     clock: crate::history::Recorder,
-    periods: Vec<Period>,
+    log: Log,
 }
 
 fn names(cluster: &Cluster, nodes: &[usize]) -> String {
@@ -237,16 +247,16 @@ impl Nemesis {
             schedule,
             rng: StdRng::seed_from_u64(seed),
             clock,
-            periods: Vec::new(),
+            log: Log::default(),
         }
     }
 
     /// Runs the schedule until `stop`, heals whatever is active, and returns
-    /// the periods.
-    pub async fn run(mut self, stop: CancellationToken) -> Vec<Period> {
+    /// what it did.
+    pub async fn run(mut self, stop: CancellationToken) -> Log {
         if self.faults.is_empty() {
             stop.cancelled().await;
-            return self.periods;
+            return self.log;
         }
         let mut turn = 0;
         loop {
@@ -260,6 +270,10 @@ impl Nemesis {
                 Ok(active) => active,
                 Err(e) => {
                     tracing::warn!(%fault, "could not apply the fault: {e}");
+                    self.log.errors.push(format!(
+                        "{:.1}s: {fault} not applied: {e}",
+                        self.clock.now() as f64 / 1e9
+                    ));
                     continue;
                 }
             };
@@ -272,7 +286,7 @@ impl Nemesis {
                 break;
             }
         }
-        self.periods
+        self.log
     }
 
     async fn start(&mut self, fault: Fault) -> Result<Active, String> {
@@ -348,7 +362,7 @@ impl Nemesis {
             }
         };
         tracing::info!(%fault, %detail, "fault");
-        self.periods.push(Period {
+        self.log.periods.push(Period {
             fault,
             start: self.clock.now(),
             end: None,
@@ -385,8 +399,12 @@ impl Nemesis {
         };
         if let Err(e) = healed {
             tracing::warn!("healing failed: {e}; the final heal retries");
+            self.log.errors.push(format!(
+                "{:.1}s: healing failed: {e}",
+                self.clock.now() as f64 / 1e9
+            ));
         }
-        if let Some(period) = self.periods.last_mut() {
+        if let Some(period) = self.log.periods.last_mut() {
             period.end = Some(self.clock.now());
         }
     }

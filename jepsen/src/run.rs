@@ -19,7 +19,7 @@ use crate::checker::{self, register::Register, Budget, Verdict};
 use crate::client::{Client, Consistency, Endpoint, Outcome, Timeouts};
 use crate::cluster::Cluster;
 use crate::history::{self, Function, Recorder};
-use crate::nemesis::{self, Fault, Nemesis, Period, Schedule};
+use crate::nemesis::{self, Fault, Nemesis, Schedule};
 use crate::net::{self, Net};
 use crate::report::{self, Results};
 use crate::workload::{self, KeyPlan, Worker, Workload};
@@ -130,7 +130,7 @@ pub async fn run(options: &Options, interrupt: CancellationToken) -> Result<Resu
     }
     let Driven {
         recorder,
-        periods,
+        nemesis,
         final_reads_ok,
         final_error,
     } = outcome;
@@ -147,7 +147,8 @@ pub async fn run(options: &Options, interrupt: CancellationToken) -> Result<Resu
         results.valid = report::Validity::Unknown;
     }
     results.check_seconds = checked_at.elapsed().as_secs_f64();
-    results.faults = periods;
+    results.faults = nemesis.periods;
+    results.nemesis_errors = nemesis.errors;
     results.logs = logs.display().to_string();
     report::write_all(out, &results, &events).map_err(|source| RunError::Io {
         path: out.clone(),
@@ -159,7 +160,7 @@ pub async fn run(options: &Options, interrupt: CancellationToken) -> Result<Resu
 /// What the run phase produced.
 struct Driven {
     recorder: Recorder,
-    periods: Vec<Period>,
+    nemesis: nemesis::Log,
     final_reads_ok: bool,
     final_error: Option<String>,
 }
@@ -190,7 +191,7 @@ async fn drive(
         Err(e) => {
             return Driven {
                 recorder,
-                periods: Vec::new(),
+                nemesis: nemesis::Log::default(),
                 final_reads_ok: false,
                 final_error: Some(format!("HTTP client: {e}")),
             }
@@ -248,14 +249,14 @@ async fn drive(
         }
     }
     stop_nemesis.cancel();
-    let periods = nemesis.await.unwrap_or_else(|e| {
-        tracing::warn!("the nemesis failed: {e}");
-        Vec::new()
+    let log = nemesis.await.unwrap_or_else(|e| nemesis::Log {
+        periods: Vec::new(),
+        errors: vec![format!("the nemesis task failed: {e}")],
     });
     if interrupt.is_cancelled() {
         return Driven {
             recorder,
-            periods,
+            nemesis: log,
             final_reads_ok: false,
             final_error: Some("interrupted".into()),
         };
@@ -276,59 +277,74 @@ async fn drive(
     if let Err(e) = healed {
         return Driven {
             recorder,
-            periods,
+            nemesis: log,
             final_reads_ok: false,
             final_error: Some(format!("the cluster did not heal: {e}")),
         };
     }
     tracing::info!("final reads");
-    let mut process = (options.concurrency * 1_000_000) as u64;
-    let mut final_error = None;
-    let key_count = keys.used();
-    for member in 0..endpoints.len() {
-        let client = client_for(member, Consistency::Linearizable);
-        let targets: Vec<Option<String>> = match options.workload {
-            Workload::Register => (0..key_count)
-                .map(|k| Some(workload::register_key(k)))
-                .collect(),
-            Workload::Set => vec![None],
-        };
+    let targets: Vec<Option<String>> = match options.workload {
+        Workload::Register => (0..keys.used())
+            .map(|k| Some(workload::register_key(k)))
+            .collect(),
+        Workload::Set => vec![None],
+    };
+    let clients: Vec<Client> = (0..endpoints.len())
+        .map(|i| client_for(i, Consistency::Linearizable))
+        .collect();
+    let first_process = (options.concurrency * 1_000_000) as u64;
+    let final_error = final_reads(&clients, &targets, &recorder, first_process, interrupt).await;
+    Driven {
+        recorder,
+        nemesis: log,
+        final_reads_ok: final_error.is_none(),
+        final_error,
+    }
+}
+
+/// Reads every target (a register key, or None for the whole set) on every
+/// member, each retried until it succeeds or [`FINAL_READ_TIMEOUT`] passes.
+/// Every attempt is recorded, each as its own process from `first_process`
+/// on. Returns the first failure, if any.
+async fn final_reads(
+    clients: &[Client],
+    targets: &[Option<String>],
+    recorder: &Recorder,
+    first_process: u64,
+    interrupt: &CancellationToken,
+) -> Option<String> {
+    let mut process = first_process;
+    let mut first_failure = None;
+    for client in clients {
         for key in targets {
+            let f = if key.is_some() {
+                Function::Read
+            } else {
+                Function::ReadAll
+            };
             let deadline = Instant::now() + FINAL_READ_TIMEOUT;
             loop {
                 process += 1;
-                let f = if key.is_some() {
-                    Function::Read
-                } else {
-                    Function::ReadAll
-                };
-                let invocation = recorder.invoke(
-                    process,
-                    f,
-                    key.clone(),
-                    None,
-                    Some(client.endpoint().name.clone()),
-                );
-                let reply = match &key {
+                let node = Some(client.endpoint().name.clone());
+                let invocation = recorder.invoke(process, f, key.clone(), None, node);
+                let reply = match key {
                     Some(k) => client.read(k).await,
                     None => client.read_all().await,
                 };
-                let ok = matches!(reply.outcome, Outcome::Ok(_));
                 let error = match &reply.outcome {
                     Outcome::Fail(e) | Outcome::Info(e) => Some(e.clone()),
                     Outcome::Ok(_) => None,
                 };
-                workload::record(&recorder, &invocation, reply, None);
-                if ok {
+                workload::record(recorder, &invocation, reply, None);
+                let Some(error) = error else {
                     break;
-                }
+                };
                 if Instant::now() >= deadline || interrupt.is_cancelled() {
-                    final_error.get_or_insert_with(|| {
+                    first_failure.get_or_insert_with(|| {
                         format!(
-                            "final read of {} on {} failed: {}",
+                            "final read of {} on {} failed: {error}",
                             key.as_deref().unwrap_or("the set"),
                             client.endpoint().name,
-                            error.unwrap_or_default()
                         )
                     });
                     break;
@@ -337,12 +353,7 @@ async fn drive(
             }
         }
     }
-    Driven {
-        recorder,
-        periods,
-        final_reads_ok: final_error.is_none(),
-        final_error,
-    }
+    first_failure
 }
 
 /// Checks `events` and summarizes them.

@@ -137,6 +137,8 @@ pub struct Results {
     pub interrupted: bool,
     /// Faults applied.
     pub faults: Vec<Period>,
+    /// Faults the nemesis could not apply or heal.
+    pub nemesis_errors: Vec<String>,
     /// Seconds the checker took.
     pub check_seconds: f64,
     /// Where the members' logs are.
@@ -168,6 +170,7 @@ impl Results {
             final_error: None,
             interrupted: false,
             faults: Vec::new(),
+            nemesis_errors: Vec::new(),
             check_seconds: 0.0,
             logs: String::new(),
         }
