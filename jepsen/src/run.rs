@@ -123,6 +123,7 @@ pub async fn run(options: &Options, interrupt: CancellationToken) -> Result<Resu
     let outcome = drive(options, &net, &cluster, &interrupt).await;
     cluster.lock().await.stop().await;
     let logs = cluster.lock().await.logs().to_path_buf();
+    let network_prefix = net.prefix.clone();
     drop(cluster);
     match Arc::try_unwrap(net) {
         Ok(mut net) => net.teardown(),
@@ -150,6 +151,7 @@ pub async fn run(options: &Options, interrupt: CancellationToken) -> Result<Resu
     results.faults = nemesis.periods;
     results.nemesis_errors = nemesis.errors;
     results.logs = logs.display().to_string();
+    results.network_prefix = network_prefix;
     report::write_all(out, &results, &events).map_err(|source| RunError::Io {
         path: out.clone(),
         source,

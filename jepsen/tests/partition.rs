@@ -147,47 +147,40 @@ fn assert_valid(name: &str, run: &Run, min_ok: u64) {
     );
 }
 
-fn assert_nothing_left() {
-    let netns = Command::new("ip")
-        .args(["netns", "list"])
+fn command_output(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
         .output()
-        .expect("ip netns");
-    let netns = String::from_utf8_lossy(&netns.stdout).into_owned();
-    let links = Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .expect("ip link");
-    let links = String::from_utf8_lossy(&links.stdout).into_owned();
-    // Runs of this test process's children are named fj<their pid>...; any
-    // name with a dead pid is a leftover. Wait briefly for asynchronous
-    // namespace teardown.
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Namespaces, links and firewall rules named with the run's prefix.
+fn leftovers(prefix: &str) -> Vec<String> {
+    let netns = command_output("ip", &["netns", "list"]);
+    let links = command_output("ip", &["-o", "link", "show"]);
+    let rules = command_output("iptables", &["-w", "-S", "FORWARD"]);
+    [netns, links, rules]
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter(|line| line.contains(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Everything the run created is gone (namespace removal is asynchronous in
+/// the kernel, hence the short wait).
+fn assert_nothing_left(run: &Run) {
+    let prefix = run.results["network_prefix"]
+        .as_str()
+        .expect("results name the network prefix")
+        .to_owned();
+    assert!(prefix.starts_with("fj"), "prefix {prefix:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
-    let leftovers = |text: &str| -> Vec<String> {
-        text.split(|c: char| c.is_whitespace() || c == ':' || c == '@')
-            .filter(|w| w.starts_with("fj"))
-            .filter(|w| {
-                let digits: String = w[2..].chars().take_while(char::is_ascii_digit).collect();
-                !digits.is_empty() && !std::path::Path::new(&format!("/proc/{digits}")).exists()
-            })
-            .map(str::to_owned)
-            .collect()
-    };
-    let mut left = [leftovers(&netns), leftovers(&links)].concat();
+    let mut left = leftovers(&prefix);
     while !left.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
-        let netns = Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .expect("ip netns");
-        let links = Command::new("ip")
-            .args(["-o", "link", "show"])
-            .output()
-            .expect("ip link");
-        left = [
-            leftovers(&String::from_utf8_lossy(&netns.stdout)),
-            leftovers(&String::from_utf8_lossy(&links.stdout)),
-        ]
-        .concat();
+        left = leftovers(&prefix);
     }
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -216,7 +209,7 @@ fn partition_three_nodes_is_valid() {
         ],
     );
     assert_valid("partition", &run, 300);
-    assert_nothing_left();
+    assert_nothing_left(&run);
 }
 
 #[test]
@@ -243,7 +236,7 @@ fn kill_three_nodes_is_valid() {
         ],
     );
     assert_valid("kill", &run, 200);
-    assert_nothing_left();
+    assert_nothing_left(&run);
 }
 
 #[test]
@@ -290,5 +283,5 @@ fn serializable_reads_under_partition_are_caught() {
         "the evidence names the operation that breaks linearizability: {breaking}"
     );
     assert!(failures[0]["linearizable_prefix"].as_u64().is_some());
-    assert_nothing_left();
+    assert_nothing_left(&run);
 }

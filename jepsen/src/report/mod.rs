@@ -143,6 +143,8 @@ pub struct Results {
     pub check_seconds: f64,
     /// Where the members' logs are.
     pub logs: String,
+    /// Prefix of every namespace, link and rule the run created.
+    pub network_prefix: String,
 }
 
 impl Results {
@@ -173,6 +175,7 @@ impl Results {
             nemesis_errors: Vec::new(),
             check_seconds: 0.0,
             logs: String::new(),
+            network_prefix: String::new(),
         }
     }
 
