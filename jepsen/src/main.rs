@@ -85,6 +85,9 @@ struct TestArgs {
     /// Seconds the checker may spend per key before answering unknown.
     #[arg(long, default_value_t = 60)]
     key_budget: u64,
+    /// MiB of search cache the checker may use per key before answering unknown.
+    #[arg(long, default_value_t = 512)]
+    key_memory: usize,
 }
 
 fn find_ctl(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -166,7 +169,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         },
         budget: Budget {
             time: Duration::from_secs(args.key_budget),
-            ..Budget::default()
+            memory: args.key_memory << 20,
         },
     };
     let interrupt = CancellationToken::new();
