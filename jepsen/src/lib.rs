@@ -18,6 +18,8 @@
 //! | [`report`] | `results.json`, plots, timeline |
 //! | [`run`] | one test from start to finish |
 
+#![warn(missing_docs)]
+
 pub mod checker;
 pub mod client;
 pub mod cluster;
