@@ -476,18 +476,22 @@ impl Cluster {
     /// When the removal is refused or fails.
     pub async fn remove(&mut self, i: usize) -> Result<()> {
         let name = self.members[i].name.clone();
-        let mut last = None;
+        let mut refusal = ClusterError::Timeout {
+            what: format!("another member to remove {name} through"),
+            timeout: Duration::ZERO,
+        };
+        let mut removed = false;
         for via in self.reachable().into_iter().filter(|&v| v != i) {
             match self.ctl_at(via, &["member", "remove", &name]).await {
                 Ok(_) => {
-                    last = None;
+                    removed = true;
                     break;
                 }
-                Err(e) => last = Some(e),
+                Err(e) => refusal = e,
             }
         }
-        if let Some(e) = last {
-            return Err(e);
+        if !removed {
+            return Err(refusal);
         }
         self.kill(i).await;
         self.members[i].removed = true;
