@@ -126,7 +126,7 @@ impl Member {
 }
 
 /// `GET /cluster/local`.
-#[derive(Deserialize, Clone, Debug)]
+#[derive(Deserialize, serde::Serialize, Clone, Debug)]
 pub struct LocalStatus {
     /// Leader, Follower, Candidate or Learner.
     pub state: String,
@@ -136,6 +136,9 @@ pub struct LocalStatus {
     pub leader: Option<String>,
     /// Applied index.
     pub applied_index: u64,
+    /// Snapshots installed from a leader since the process started.
+    #[serde(default)]
+    pub snapshot_installs: u64,
 }
 
 /// One entry of `GET /cluster/members`.
@@ -544,6 +547,18 @@ impl Cluster {
             },
         )
         .await
+    }
+
+    /// Each member's own status (None for one that does not answer).
+    pub async fn statuses(&self) -> Vec<(String, Option<LocalStatus>)> {
+        let mut statuses = Vec::new();
+        for (i, member) in self.members.iter().enumerate() {
+            statuses.push((
+                member.name.clone(),
+                self.get_json(i, "/cluster/local").await,
+            ));
+        }
+        statuses
     }
 
     /// Where member logs are written.

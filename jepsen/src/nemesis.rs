@@ -17,6 +17,11 @@
 //! leader lease), `member` (remove a member with `ctl member remove`, kill
 //! and wipe it; at the end it joins again with a fresh master token).
 //!
+//! And one for the snapshot path: `snapshot` cuts one member off, and at the
+//! end of the period builds a snapshot on every other member and purges their
+//! logs (`ctl cluster snapshot`) before healing, so the member left behind can
+//! only catch up by installing a snapshot streamed from the leader.
+//!
 //! Each applied fault is recorded as a [`Period`] for the reports.
 
 use crate::cluster::Cluster;
@@ -51,10 +56,13 @@ pub enum Fault {
     Pause,
     /// Remove a member and add it again.
     Member,
+    /// Cut a member off, snapshot and purge the others' logs, heal: it must
+    /// catch up by installing a snapshot.
+    Snapshot,
 }
 
 /// Every fault, in the order `--nemesis all` uses.
-pub const ALL: [Fault; 7] = [
+pub const ALL: [Fault; 8] = [
     Fault::Partition,
     Fault::PartitionRing,
     Fault::IsolateLeader,
@@ -62,6 +70,7 @@ pub const ALL: [Fault; 7] = [
     Fault::Kill,
     Fault::Pause,
     Fault::Member,
+    Fault::Snapshot,
 ];
 
 impl Fault {
@@ -75,6 +84,7 @@ impl Fault {
             Fault::Kill => "kill",
             Fault::Pause => "pause",
             Fault::Member => "member",
+            Fault::Snapshot => "snapshot",
         }
     }
 }
@@ -206,6 +216,7 @@ pub struct Schedule {
 /// What a fault left to undo.
 enum Active {
     Grudge,
+    Lagging(usize),
     Killed(Vec<usize>),
     Paused(usize),
     Removed(usize),
@@ -352,6 +363,18 @@ impl Nemesis {
                     format!("paused {}{role}", cluster.members[target].name),
                 )
             }
+            Fault::Snapshot => {
+                let target = self.rng.gen_range(0..n);
+                let rest: Vec<usize> = (0..n).filter(|&i| i != target).collect();
+                self.apply(components(n, &[vec![target], rest])).await?;
+                (
+                    Active::Lagging(target),
+                    format!(
+                        "{} cut off while the others purge their logs",
+                        cluster.members[target].name
+                    ),
+                )
+            }
             Fault::Member => {
                 let target = self.rng.gen_range(0..n);
                 cluster.remove(target).await.map_err(|e| e.to_string())?;
@@ -384,6 +407,18 @@ impl Nemesis {
         let mut cluster = cluster.lock().await;
         let healed = match active {
             Active::Grudge => {
+                let net = self.net.clone();
+                match tokio::task::spawn_blocking(move || net.heal()).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Active::Lagging(target) => {
+                for i in cluster.reachable().into_iter().filter(|&i| i != target) {
+                    if let Err(e) = cluster.ctl_at(i, &["cluster", "snapshot"]).await {
+                        tracing::warn!(member = %cluster.members[i].name, "snapshot failed: {e}");
+                    }
+                }
                 let net = self.net.clone();
                 match tokio::task::spawn_blocking(move || net.heal()).await {
                     Ok(result) => result.map_err(|e| e.to_string()),
@@ -479,7 +514,7 @@ mod tests {
             parse_list("partition,kill"),
             Ok(vec![Fault::Partition, Fault::Kill])
         );
-        assert_eq!(parse_list("all").map(|l| l.len()), Ok(7));
+        assert_eq!(parse_list("all").map(|l| l.len()), Ok(8));
         assert_eq!(parse_list("none"), Ok(vec![]));
         assert!(parse_list("flood").is_err());
     }

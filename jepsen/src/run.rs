@@ -121,6 +121,7 @@ pub async fn run(options: &Options, interrupt: CancellationToken) -> Result<Resu
     };
     let cluster = Arc::new(Mutex::new(started));
     let outcome = drive(options, &net, &cluster, &interrupt).await;
+    let members = cluster.lock().await.statuses().await;
     cluster.lock().await.stop().await;
     let logs = cluster.lock().await.logs().to_path_buf();
     let network_prefix = net.prefix.clone();
@@ -152,6 +153,7 @@ pub async fn run(options: &Options, interrupt: CancellationToken) -> Result<Resu
     results.nemesis_errors = nemesis.errors;
     results.logs = logs.display().to_string();
     results.network_prefix = network_prefix;
+    results.members = members.into_iter().collect();
     report::write_all(out, &results, &events).map_err(|source| RunError::Io {
         path: out.clone(),
         source,

@@ -145,6 +145,9 @@ pub struct Results {
     pub logs: String,
     /// Prefix of every namespace, link and rule the run created.
     pub network_prefix: String,
+    /// Each member's own status at the end (state, term, applied index,
+    /// snapshots installed since its last start); null if it did not answer.
+    pub members: std::collections::BTreeMap<String, Option<crate::cluster::LocalStatus>>,
 }
 
 impl Results {
@@ -176,6 +179,7 @@ impl Results {
             check_seconds: 0.0,
             logs: String::new(),
             network_prefix: String::new(),
+            members: std::collections::BTreeMap::new(),
         }
     }
 
