@@ -1,5 +1,6 @@
 //! The short fault runs CI does: three real masters in network namespaces,
-//! `partition` and `kill`, each checked valid; and serializable reads under
+//! `partition`, `kill` and `snapshot` (a member catching up by snapshot),
+//! each checked valid; and serializable reads under
 //! `partition`, which must be caught invalid — the proof that the checker can
 //! fail.
 //!
@@ -236,6 +237,44 @@ fn kill_three_nodes_is_valid() {
         ],
     );
     assert_valid("kill", &run, 200);
+    assert_nothing_left(&run);
+}
+
+#[test]
+fn lagging_member_catches_up_by_snapshot_and_stays_valid() {
+    let run = jepsen(
+        "snapshot",
+        &[
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "snapshot",
+            "--time-limit",
+            "20",
+            "--quiet",
+            "2",
+            "--fault-duration",
+            "5",
+            "--rate",
+            "100",
+            "--seed",
+            "4",
+        ],
+    );
+    assert_valid("snapshot", &run, 200);
+    let installs: u64 = run.results["members"]
+        .as_object()
+        .expect("member statuses")
+        .values()
+        .filter_map(|m| m["snapshot_installs"].as_u64())
+        .sum();
+    assert!(
+        installs > 0,
+        "a member cut off while the others purged their logs must install a snapshot: {}",
+        run.results["members"]
+    );
     assert_nothing_left(&run);
 }
 
