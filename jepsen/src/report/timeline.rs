@@ -1,5 +1,5 @@
 //! `timeline.html`: one lane per process, one box per operation from its
-//! invocation to its completion (an indeterminate one runs to the end),
+//! invocation to its completion (an invocation never completed runs to the end),
 //! coloured by outcome, with the fault periods shaded behind. Hovering a box
 //! shows the operation. Self-contained: no scripts, no external files.
 
@@ -43,7 +43,7 @@ pub fn write(path: &Path, events: &[Event], periods: &[Period]) -> std::io::Resu
         *lane = i;
     }
     let width = x(end) + 20.0;
-    let height = lanes.len() * LANE + 20;
+    let height = (lanes.len() + 1) * LANE + 20;
     let mut html = String::new();
     let _ = write!(
         html,
@@ -55,10 +55,20 @@ pub fn write(path: &Path, events: &[Event], periods: &[Period]) -> std::io::Resu
          .ok{{background:#8fd19e}}.fail{{background:#f19999}}.info{{background:#f5c26b}}\
          .f{{top:0;height:100%;background:#ff000018;border-left:1px solid #f003}}\
          .l{{left:0;width:{GUTTER}px;color:#555}}\
+         .s{{position:absolute;top:0;height:100%;border-left:1px solid #0001;font-size:10px;color:#888}}\
          </style></head><body><p>One lane per process; green ok, red fail, orange info \
-         (indeterminate, open to the end); shaded: faults. Hover for details.</p><div id=\"t\">",
+         (indeterminate: the client gave up; it may still take effect later); shaded: faults; \
+         time in seconds along the top. Hover for details.</p><div id=\"t\">",
         h = LANE - 2
     );
+    // A tick every five seconds.
+    for second in (0..=end / 1_000_000_000).step_by(5) {
+        let _ = write!(
+            html,
+            "<div class=\"s\" style=\"left:{:.1}px\">{second}</div>",
+            x(second * 1_000_000_000)
+        );
+    }
     for p in periods {
         let left = x(p.start);
         let right = x(p.end.unwrap_or(end));
@@ -74,7 +84,7 @@ pub fn write(path: &Path, events: &[Event], periods: &[Period]) -> std::io::Resu
         let _ = write!(
             html,
             "<div class=\"l\" style=\"top:{}px\">p{process}</div>",
-            lane * LANE
+            (lane + 1) * LANE
         );
     }
     let mut open: HashMap<u64, &Event> = HashMap::new();
@@ -121,7 +131,7 @@ pub fn write(path: &Path, events: &[Event], periods: &[Period]) -> std::io::Resu
         let _ = write!(
             html,
             "<div class=\"op {class}\" style=\"left:{left:.1}px;top:{}px;width:{:.1}px\" title=\"{}\"></div>",
-            lane * LANE,
+            (lane + 1) * LANE,
             (right - left).max(2.0),
             escape(&title)
         );
