@@ -135,7 +135,18 @@ async fn worker_tokens_and_node_restriction() {
     // Re-running the same join resumes without asking again.
     cluster.workers[0].kill();
     cluster.workers[0].restart();
-    cluster.wait_node_ready("w1", Duration::from_secs(30)).await;
+    let worker = &cluster.workers[0];
+    common::wait_for("w1 to resume", Duration::from_secs(30), || async {
+        worker.log().contains("Resuming worker w1").then_some(())
+    })
+    .await;
+    common::wait_for(
+        "w1's agent to register again",
+        Duration::from_secs(30),
+        || async { (worker.log().matches("node registered").count() >= 2).then_some(()) },
+    )
+    .await;
+    assert!(cluster.workers[0].is_running(), "the resumed agent runs");
     let nodes = cluster.get_any("/api/v1/nodes").await.expect("nodes");
     assert_eq!(
         nodes["items"].as_array().map(Vec::len),
