@@ -373,6 +373,26 @@ impl Request<'_> {
         }
     }
 
+    /// The object at `key`, read for a write. A follower redirects at once
+    /// (the write could only be redirected later). The leader reads its own
+    /// state without a read barrier: every write acknowledged to any client
+    /// was applied here first, and the write itself is a compare-and-swap,
+    /// so a stale read costs a retry, never a lost update. When `strict`, the
+    /// barrier is taken: before an answer that rests on the read alone
+    /// (NotFound, a failed precondition, nothing to change), since only the
+    /// barrier proves this member still leads.
+    async fn read_for_write(
+        &self,
+        key: &str,
+        strict: bool,
+    ) -> Result<Option<(Value, Revision)>, ApiError> {
+        super::ensure_leader(self.ctx, self.uri)?;
+        if strict {
+            read_barrier(self.ctx, Consistency::Linearizable).await?;
+        }
+        load(self.ctx, key)
+    }
+
     fn consistency(&self) -> Consistency {
         match self.query.get("resourceVersion").map(String::as_str) {
             Some("0") => Consistency::Serializable,
@@ -785,23 +805,29 @@ impl Request<'_> {
         }
         let key = self.key(self.name());
         let wanted = meta::resource_version(&new);
-        read_barrier(self.ctx, Consistency::Linearizable).await?;
-        let Some((current, revision)) = load(self.ctx, &key)? else {
-            return Err(not_found(self.resource(), self.name()));
-        };
-        self.restrict(self.name(), Some(&current))?;
-        if wanted.is_some_and(|w| w != revision) {
-            return Err(conflict(self.resource(), self.name()));
-        }
-        let mut next = self.merge_for(&current, new, sub)?;
-        let claims = self.update_claims(&current, &mut next)?;
-        match self.swap_with(&key, revision, Some(&next), &claims).await? {
-            Swap::Done(rev) => {
-                meta::set_resource_version(&mut next, rev);
-                self.render(next, StatusCode::OK)
+        // First from the leader's state; a failure is confirmed under the barrier.
+        for strict in [false, true] {
+            let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
+                if strict {
+                    return Err(not_found(self.resource(), self.name()));
+                }
+                continue;
+            };
+            self.restrict(self.name(), Some(&current))?;
+            if wanted.is_some_and(|w| w != revision) {
+                if strict {
+                    return Err(conflict(self.resource(), self.name()));
+                }
+                continue;
             }
-            Swap::Lost => Err(conflict(self.resource(), self.name())),
+            let mut next = self.merge_for(&current, new.clone(), sub)?;
+            let claims = self.update_claims(&current, &mut next)?;
+            if let Swap::Done(rev) = self.swap_with(&key, revision, Some(&next), &claims).await? {
+                meta::set_resource_version(&mut next, rev);
+                return self.render(next, StatusCode::OK);
+            }
         }
+        Err(conflict(self.resource(), self.name()))
     }
 
     async fn patch(
@@ -843,20 +869,29 @@ impl Request<'_> {
         }
         let key = self.key(self.name());
         // Retry on a lost race: the patch applies to whatever is current.
-        for _ in 0..RACE_RETRIES {
-            read_barrier(self.ctx, Consistency::Linearizable).await?;
-            let Some((current, revision)) = load(self.ctx, &key)? else {
-                return Err(not_found(self.resource(), self.name()));
+        for attempt in 0..RACE_RETRIES {
+            let strict = attempt > 0;
+            let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
+                if strict {
+                    return Err(not_found(self.resource(), self.name()));
+                }
+                continue;
             };
             self.restrict(self.name(), Some(&current))?;
             let patched = apply(&current)?;
             if meta::resource_version(&patched).is_some_and(|rv| rv != revision) {
-                return Err(conflict(self.resource(), self.name()));
+                if strict {
+                    return Err(conflict(self.resource(), self.name()));
+                }
+                continue;
             }
             let mut next = self.merge_for(&current, patched, sub)?;
             let claims = self.update_claims(&current, &mut next)?;
             if next == current {
-                return self.render(current, StatusCode::OK);
+                if strict {
+                    return self.render(current, StatusCode::OK);
+                }
+                continue;
             }
             if let Swap::Done(rev) = self.swap_with(&key, revision, Some(&next), &claims).await? {
                 meta::set_resource_version(&mut next, rev);
@@ -905,14 +940,20 @@ impl Request<'_> {
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Response, ApiError> {
         let key = self.key(self.name());
-        for _ in 0..RACE_RETRIES {
-            read_barrier(self.ctx, Consistency::Linearizable).await?;
-            let Some((current, revision)) = load(self.ctx, &key)? else {
-                return Err(not_found(self.resource(), self.name()));
+        for attempt in 0..RACE_RETRIES {
+            let strict = attempt > 0;
+            let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
+                if strict {
+                    return Err(not_found(self.resource(), self.name()));
+                }
+                continue;
             };
             let scale = change(&self.scale_of(&current))?;
             if meta::resource_version(&scale).is_some_and(|rv| rv != revision) {
-                return Err(conflict(self.resource(), self.name()));
+                if strict {
+                    return Err(conflict(self.resource(), self.name()));
+                }
+                continue;
             }
             let replicas = match scale["spec"]["replicas"].as_i64() {
                 Some(n) if n >= 0 => n,
@@ -1056,8 +1097,8 @@ impl Request<'_> {
             return Err(invalid(self.resource(), self.name(), errors));
         }
         let key = self.key(self.name());
-        read_barrier(self.ctx, Consistency::Linearizable).await?;
-        let Some((current, revision)) = load(self.ctx, &key)? else {
+        // The binding subresource's rule needs a fresh view: always strict.
+        let Some((current, revision)) = self.read_for_write(&key, true).await? else {
             return Err(not_found(self.resource(), self.name()));
         };
         if current["spec"]["nodeName"]
@@ -1101,15 +1142,21 @@ impl Request<'_> {
         });
         let propagation = Propagation::parse(&options, self.query)?;
         let key = self.key(self.name());
-        for _ in 0..RACE_RETRIES {
-            read_barrier(self.ctx, Consistency::Linearizable).await?;
-            let Some((current, revision)) = load(self.ctx, &key)? else {
-                return Err(not_found(self.resource(), self.name()));
+        for attempt in 0..RACE_RETRIES {
+            let strict = attempt > 0;
+            let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
+                if strict {
+                    return Err(not_found(self.resource(), self.name()));
+                }
+                continue;
             };
             self.restrict(self.name(), Some(&current))?;
             if let Some(precondition) = options["preconditions"]["resourceVersion"].as_str() {
                 if precondition != revision.to_string() {
-                    return Err(conflict(self.resource(), self.name()));
+                    if strict {
+                        return Err(conflict(self.resource(), self.name()));
+                    }
+                    continue;
                 }
             }
             // A pod bound to a node goes gracefully: it is marked, and its
@@ -1124,7 +1171,10 @@ impl Request<'_> {
                 meta::now(),
             ) {
                 store::Deletion::AlreadyMarked => {
-                    return self.render(current, StatusCode::ACCEPTED);
+                    if strict {
+                        return self.render(current, StatusCode::ACCEPTED);
+                    }
+                    continue;
                 }
                 store::Deletion::Mark(mut next) => {
                     if let Swap::Done(rev) = self.swap(&key, revision, Some(&next)).await? {
