@@ -259,13 +259,25 @@ pub async fn refresh_status(api: &Api, config: &Config) -> Result<(), ApiCallErr
 /// Heartbeats until `stop`: the Lease every `lease_interval`, the status
 /// check every `status_interval`.
 pub async fn heartbeat(api: &Api, config: &Config, stop: CancellationToken) {
-    let mut lease = tokio::time::interval(config.lease_interval);
-    let mut status = tokio::time::interval(config.status_interval);
+    // Spread the beats over the period, so a fleet started at once does not
+    // renew in lockstep (a thundering herd every ten seconds).
+    let jitter = |period: Duration| {
+        let millis = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+        tokio::time::Instant::now() + Duration::from_millis(rand::random::<u64>() % millis)
+    };
+    let mut lease = tokio::time::interval_at(tokio::time::Instant::now(), config.lease_interval);
+    let mut status =
+        tokio::time::interval_at(jitter(config.status_interval), config.status_interval);
     lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first lease at once, the next ones at a random phase.
+    let mut first = true;
     loop {
         tokio::select! {
             _ = lease.tick() => {
+                if std::mem::take(&mut first) {
+                    lease.reset_at(jitter(config.lease_interval));
+                }
                 if let Err(e) = renew_lease(api, config).await {
                     tracing::warn!(node = %config.name, "renewing the node lease: {e}");
                 }

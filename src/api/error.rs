@@ -37,6 +37,9 @@ pub enum ApiError {
         /// The leader's `HOST:PORT`.
         leader: String,
     },
+    /// 429 with `Retry-After`: this member has too many requests in flight.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503 with `Retry-After`: no leader, or no quorum, right now.
     #[error("{0}")]
     Unavailable(String),
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             ApiError::Redirect { .. } => (StatusCode::TEMPORARY_REDIRECT, "NotLeader"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
             ApiError::Detailed { code, reason, .. } => (*code, reason),
@@ -80,7 +84,7 @@ impl ApiError {
     }
 }
 
-/// Seconds a client should wait before retrying a 503.
+/// Seconds a client should wait before retrying a 503 or 429.
 pub const RETRY_AFTER_SECS: &str = "1";
 
 impl IntoResponse for ApiError {
@@ -109,7 +113,7 @@ impl IntoResponse for ApiError {
                     headers.insert(super::LEADER_HEADER, v);
                 }
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -69,6 +69,45 @@ pub struct Context {
     pub ca: crate::security::pki::Authority,
 }
 
+/// Requests (watches and Raft RPCs aside) a member serves at once, as
+/// kube-apiserver's `--max-requests-inflight`. A flood of clients — five
+/// thousand agents registering at once — then waits at the clients, not in
+/// this member's run queue, where it would starve the Raft tasks sharing it
+/// into missed heartbeats and needless elections.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// How long a request may wait for a slot before it is answered 429.
+pub const ADMISSION_WAIT: Duration = Duration::from_secs(2);
+
+/// The admission limit of one member.
+#[derive(Clone)]
+pub struct Admission(Arc<tokio::sync::Semaphore>);
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission(Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)))
+    }
+}
+
+/// Holds a slot for the request, or answers 429 after [`ADMISSION_WAIT`].
+/// Watches are long-running and take no slot.
+async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
+    let watch = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+        || request.uri().path().starts_with("/kv/watch");
+    if watch {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(ADMISSION_WAIT, admission.0.clone().acquire_owned()).await {
+        Ok(Ok(_permit)) => next.run(request).await,
+        _ => ApiError::TooManyRequests(format!(
+            "this member is serving {MAX_IN_FLIGHT} requests; retry shortly"
+        ))
+        .into_response(),
+    }
+}
+
 /// The whole router of a master.
 pub fn router(ctx: Arc<Context>) -> Router {
     let protected = Router::new()
@@ -77,7 +116,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(apis::routes())
         .merge(cluster::admin_routes())
         .merge(health::admin_routes())
-        .layer(middleware::from_fn_with_state(ctx.clone(), authenticate));
+        .layer(middleware::from_fn_with_state(ctx.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(Admission::default(), admit));
     let open = Router::new()
         .merge(cluster::join_routes())
         .merge(health::open_routes());

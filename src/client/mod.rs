@@ -5,7 +5,8 @@
 //! - follows `307` redirects to the leader and remembers the leader for the
 //!   next request;
 //! - on a connection error, a timeout or a `503`, moves to the next master and
-//!   retries with exponential back-off until its deadline;
+//!   retries with exponential back-off until its deadline; on a `429` (the
+//!   master is busy) waits and asks the same master again;
 //! - gives each write one idempotency key for all its retries, so a write
 //!   retried after a failover is applied at most once.
 //!
@@ -350,6 +351,19 @@ impl Client {
                         && !extras.final_unavailable =>
                 {
                     last_error = format!("{target}: {}", error_message(response).await);
+                }
+                Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    // Busy, not broken: wait and ask the same master again.
+                    last_error = format!("{target}: {}", error_message(response).await);
+                    if started.elapsed() + backoff > deadline {
+                        return Err(ClientError::Unreachable {
+                            tried: tried.join(", "),
+                            last: last_error,
+                        });
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
                 }
                 Ok(response) => {
                     self.remember_success(&target);
