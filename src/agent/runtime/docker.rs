@@ -142,6 +142,15 @@ fn typed(what: &str, limit: Duration, e: DockerError) -> RuntimeError {
     }
 }
 
+/// An error of a call whose 404 is not about the container (creating one:
+/// a missing image or network).
+fn failed(limit: Duration, e: &DockerError) -> RuntimeError {
+    match e {
+        DockerError::RequestTimeoutError => RuntimeError::Timeout(limit),
+        e => RuntimeError::Other(message(e)),
+    }
+}
+
 /// Splits an image reference into what the pull API takes: the repository
 /// and the tag (`latest` when none is given). A digest reference is kept
 /// whole, without a tag.
@@ -624,16 +633,27 @@ impl Runtime for Docker {
             }),
             ..ContainerCreateBody::default()
         };
-        let options = CreateContainerOptions {
-            name: Some(Docker::name(&config.pod, None, 0)),
-            ..CreateContainerOptions::default()
+        let create = || {
+            let options = CreateContainerOptions {
+                name: Some(Docker::name(&config.pod, None, 0)),
+                ..CreateContainerOptions::default()
+            };
+            timed(
+                CALL_TIMEOUT,
+                self.client.create_container(Some(options), body.clone()),
+            )
         };
-        let created = timed(
-            CALL_TIMEOUT,
-            self.client.create_container(Some(options), body),
-        )
-        .await
-        .map_err(|e| typed(SANDBOX_IMAGE, CALL_TIMEOUT, e))?;
+        let created = match create().await {
+            // Someone removed the pods network since we connected: make it
+            // again and retry once.
+            Err(e) if status_code(&e) == Some(404) && message(&e).contains(POD_NETWORK) => {
+                tracing::warn!("the {POD_NETWORK} network is gone; creating it again");
+                self.ensure_network().await?;
+                create().await
+            }
+            other => other,
+        }
+        .map_err(|e| failed(CALL_TIMEOUT, &e))?;
         let id = created.id;
         let started = timed(
             CALL_TIMEOUT,
@@ -700,10 +720,7 @@ impl Runtime for Docker {
             self.client.create_container(Some(options), body),
         )
         .await
-        .map_err(|e| match e {
-            e if status_code(&e) == Some(404) => RuntimeError::Other(message(&e)),
-            e => typed(&config.name, CALL_TIMEOUT, e),
-        })?;
+        .map_err(|e| failed(CALL_TIMEOUT, &e))?;
         Ok(created.id)
     }
 
