@@ -197,7 +197,10 @@ pub async fn run(admin: &Client, options: &Options) -> anyhow::Result<Report> {
             report.cleanup_seconds = took.as_secs_f64();
             Ok(report)
         }
-        (Ok(_), Err(e)) => Err(e),
+        (Ok(report), Err(e)) => {
+            eprint!("{}", report.table());
+            Err(e)
+        }
         (Err(e), Ok(_)) => Err(e),
         (Err(e), Err(c)) => Err(e.context(format!("and the cleanup failed too: {c:#}"))),
     }
@@ -387,18 +390,11 @@ async fn follow(mut response: reqwest::Response, seen: Arc<Mutex<Seen>>) {
     }
 }
 
-/// Deletes the pods and waits until they are gone, then the namespace;
-/// how long the pods took to go.
+/// Deletes the pods (gracefully, one by one, as `kubectl delete` does:
+/// the agents stop the containers and confirm) and waits until they are
+/// gone, then deletes the namespace; how long the pods took to go.
 async fn cleanup(admin: &Client, namespace: &str, timeout: Duration) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    call(
-        admin,
-        Method::DELETE,
-        &format!("/api/v1/namespaces/{namespace}/pods"),
-        None,
-    )
-    .await
-    .with_context(|| format!("deleting the pods of {namespace}"))?;
     let deadline = started + timeout;
     loop {
         let list = call(
@@ -407,15 +403,39 @@ async fn cleanup(admin: &Client, namespace: &str, timeout: Duration) -> anyhow::
             &format!("/api/v1/namespaces/{namespace}/pods"),
             None,
         )
-        .await?;
-        let left = list["items"].as_array().map_or(0, Vec::len);
-        if left == 0 {
+        .await
+        .with_context(|| format!("listing the pods of {namespace}"))?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
             break;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{left} pods of namespace {namespace} are still there after {timeout:?}: the agents have not removed their containers"
+            "{} pods of namespace {namespace} are still there after {timeout:?}: the agents have not removed their containers",
+            items.len()
         );
+        // Delete those not yet marked (again, if a delete was lost).
+        let names: Vec<String> = items
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+            .collect();
+        stream::iter(names)
+            .map(|name| async move {
+                if let Err(e) = call(
+                    admin,
+                    Method::DELETE,
+                    &format!("/api/v1/namespaces/{namespace}/pods/{name}"),
+                    None,
+                )
+                .await
+                {
+                    tracing::debug!(pod = %name, "deleting: {e:#}");
+                }
+            })
+            .buffer_unordered(CREATE_CONCURRENCY)
+            .for_each(|()| async {})
+            .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = started.elapsed();

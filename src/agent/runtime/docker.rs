@@ -85,6 +85,14 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Inspections in flight while listing.
 const INSPECT_CONCURRENCY: usize = 8;
+/// Sandboxes being created and started at once. Starting a sandbox (a new
+/// network namespace on the bridge) is the engine's most expensive step,
+/// and a burst of pods otherwise starts them all at once: every pod then
+/// waits for all of them, and calls queue past their time limits. Taken in
+/// arrival order, a few at a time, the first pods run while later ones
+/// wait, and app containers (which join an existing sandbox) never queue
+/// behind them.
+const SANDBOX_CONCURRENCY: usize = 2;
 /// Label on the pods network, so people can tell who made it.
 const LABEL_NETWORK: &str = "io.flotilla.network";
 
@@ -103,6 +111,7 @@ pub struct Docker {
     node: String,
     engine: String,
     inspected: Mutex<HashMap<String, Inspected>>,
+    sandboxes: tokio::sync::Semaphore,
 }
 
 /// Runs an engine call under `limit`.
@@ -308,6 +317,7 @@ impl Docker {
             node: node.to_owned(),
             engine: version.version.unwrap_or_else(|| "unknown".into()),
             inspected: Mutex::new(HashMap::new()),
+            sandboxes: tokio::sync::Semaphore::new(SANDBOX_CONCURRENCY),
         };
         docker.ensure_network().await?;
         if !docker.image_present(SANDBOX_IMAGE).await? {
@@ -609,11 +619,9 @@ impl Runtime for Docker {
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox, RuntimeError> {
-        if !self.image_present(SANDBOX_IMAGE).await? {
-            return Err(RuntimeError::Other(format!(
-                "the pod sandbox image {SANDBOX_IMAGE} is not on this Docker Engine; build it with docker/build-images.sh"
-            )));
-        }
+        // Never closed, so acquiring cannot fail; the time limits below
+        // start once the turn has come.
+        let _turn = self.sandboxes.acquire().await.ok();
         let (exposed, bindings) = published(config);
         let body = ContainerCreateBody {
             image: Some(SANDBOX_IMAGE.to_owned()),
@@ -650,6 +658,11 @@ impl Runtime for Docker {
                 tracing::warn!("the {POD_NETWORK} network is gone; creating it again");
                 self.ensure_network().await?;
                 create().await
+            }
+            Err(e) if status_code(&e) == Some(404) && message(&e).contains(SANDBOX_IMAGE) => {
+                return Err(RuntimeError::Other(format!(
+                    "the pod sandbox image {SANDBOX_IMAGE} is not on this Docker Engine; build it with docker/build-images.sh"
+                )));
             }
             other => other,
         }
