@@ -148,7 +148,7 @@ EOF
         add_busybox "$ctx/root"
         cp "$ctl_bin" "$ctx/root/bin/ctl"
         # The shared libraries it links, at the paths the loader looks in.
-        ldd "$ctl_bin" | awk '/=> \//{print $3} /^\s*\/[^ ]+ \(/{print $1}' | while read -r lib; do
+        ldd "$ctl_bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
             mkdir -p "$ctx/root$(dirname "$lib")"
             cp -L "$lib" "$ctx/root$lib"
         done
