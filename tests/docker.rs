@@ -148,6 +148,15 @@ fn running(pod: &Value) -> bool {
             .is_some_and(|s| s.iter().all(|c| c["state"]["running"].is_object()))
 }
 
+/// Running, and Ready (its readiness probe, if any, passes).
+fn ready(pod: &Value) -> bool {
+    running(pod)
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
 /// Waits until `n` pods matching `selector` run; returns them.
 async fn wait_running(
     cluster: &Cluster,
@@ -208,6 +217,8 @@ spec:
         args: ["echo serving $POD_NAME; echo hello from $POD_NAME > /var/www/index.html; exec httpd -f -p 80 -h /var/www"]
         env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
         ports: [{{containerPort: 80}}]
+        readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}
+        livenessProbe: {{exec: {{command: [cat, /var/www/index.html]}}, periodSeconds: 2}}
 "#
     )
 }
@@ -223,9 +234,15 @@ async fn deployment_runs_restarts_adopts_and_cleans_up() {
     let worker = cluster.add_worker(&node, "docker").await;
     let kubectl = Kubectl::new(&cluster);
 
-    // Three httpd pods, each answering on its own pod IP.
+    // Three httpd pods, each answering on its own pod IP; the readiness
+    // (httpGet) and liveness (exec) probes pass.
     kubectl.apply(&web(&node, 3));
-    let up = wait_running(&cluster, "app%3Dweb", 3, Duration::from_secs(60)).await;
+    wait_running(&cluster, "app%3Dweb", 3, Duration::from_secs(60)).await;
+    let up = wait_for("three pods Ready", Duration::from_secs(30), || async {
+        let pods = pods(&cluster, "app%3Dweb").await;
+        (pods.len() == 3 && pods.iter().all(ready)).then_some(pods)
+    })
+    .await;
     let mut ips = BTreeSet::new();
     for pod in &up {
         let ip = pod["status"]["podIP"]
