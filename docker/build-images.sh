@@ -7,8 +7,9 @@
 #                            the image pods run in tests and examples.
 #   flotilla/pause:latest    the pod sandbox: the same busybox, running a shell
 #                            that sleeps until SIGTERM.
-#   flotilla/ctl:latest      the release `ctl` binary, the shared libraries it
-#                            needs (found with ldd) and busybox for scripts.
+#   flotilla/ctl:latest      the release `ctl` binary (without debug info), the
+#                            shared libraries it needs (found with ldd) and
+#                            busybox for scripts.
 #
 # Usage: docker/build-images.sh [busybox] [pause] [ctl]
 #   With no argument it builds busybox and pause, and ctl too when a release
@@ -147,6 +148,9 @@ EOF
             die "no release ctl binary: run 'cargo build --release --bin ctl' or set CTL_BIN"
         add_busybox "$ctx/root"
         cp "$ctl_bin" "$ctx/root/bin/ctl"
+        # Debug info is most of the release binary's size (line tables for
+        # backtraces, and RocksDB's); the image does without it.
+        if command -v strip >/dev/null; then strip --strip-debug "$ctx/root/bin/ctl"; fi
         # The shared libraries it links, at the paths the loader looks in.
         ldd "$ctl_bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
             mkdir -p "$ctx/root$(dirname "$lib")"

@@ -45,7 +45,9 @@
 //!
 //! Listing inspects each container once per state (running, exited) to
 //! learn its start and finish times, exit code and OOM kill, and caches
-//! that, so the agent's once-a-second relist costs one engine call.
+//! that, so the agent's once-a-second relist costs one engine call; and
+//! concurrent lists share one engine call (see [`Runtime::list`] below), since
+//! every pod worker lists on each sync.
 
 use super::{
     Container, ContainerConfig, LogOptions, LogStream, PodRef, PullPolicy, Runtime, RuntimeError,
@@ -112,7 +114,14 @@ pub struct Docker {
     engine: String,
     inspected: Mutex<HashMap<String, Inspected>>,
     sandboxes: tokio::sync::Semaphore,
+    /// Held while listing: one list at a time.
+    listing: tokio::sync::Mutex<()>,
+    /// The last list and when it started.
+    last: Mutex<Option<Listed>>,
 }
+
+/// A list of containers and when it was asked of the engine.
+type Listed = (std::time::Instant, Vec<Container>);
 
 /// Runs an engine call under `limit`.
 async fn timed<T>(
@@ -318,6 +327,8 @@ impl Docker {
             engine: version.version.unwrap_or_else(|| "unknown".into()),
             inspected: Mutex::new(HashMap::new()),
             sandboxes: tokio::sync::Semaphore::new(SANDBOX_CONCURRENCY),
+            listing: tokio::sync::Mutex::new(()),
+            last: Mutex::new(None),
         };
         docker.ensure_network().await?;
         if !docker.image_present(SANDBOX_IMAGE).await? {
@@ -485,6 +496,35 @@ impl Docker {
         })
     }
 
+    /// Lists the node's containers from the engine.
+    async fn list_now(&self) -> Result<Vec<Container>, RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{LABEL_NODE}={}", self.node)],
+            )])),
+            ..ListContainersOptions::default()
+        };
+        let summaries = timed(CALL_TIMEOUT, self.client.list_containers(Some(options)))
+            .await
+            .map_err(|e| typed("containers", CALL_TIMEOUT, e))?;
+        let ids: std::collections::HashSet<String> =
+            summaries.iter().filter_map(|s| s.id.clone()).collect();
+        self.lock().retain(|id, _| ids.contains(id));
+        let containers = futures::stream::iter(summaries)
+            .map(|s| self.convert(s))
+            .buffered(INSPECT_CONCURRENCY)
+            .filter_map(|c| async move { c })
+            .collect()
+            .await;
+        Ok(containers)
+    }
+
+    fn last_list(&self) -> std::sync::MutexGuard<'_, Option<Listed>> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Inspected>> {
         self.inspected
             .lock()
@@ -568,26 +608,21 @@ impl Runtime for Docker {
     }
 
     async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "label".to_owned(),
-                vec![format!("{LABEL_NODE}={}", self.node)],
-            )])),
-            ..ListContainersOptions::default()
-        };
-        let summaries = timed(CALL_TIMEOUT, self.client.list_containers(Some(options)))
-            .await
-            .map_err(|e| typed("containers", CALL_TIMEOUT, e))?;
-        let ids: std::collections::HashSet<String> =
-            summaries.iter().filter_map(|s| s.id.clone()).collect();
-        self.lock().retain(|id, _| ids.contains(id));
-        let containers = futures::stream::iter(summaries)
-            .map(|s| self.convert(s))
-            .buffered(INSPECT_CONCURRENCY)
-            .filter_map(|c| async move { c })
-            .collect()
-            .await;
+        // Many pod workers list at once (every sync starts and ends with a
+        // list), and a list costs the engine time in proportion to all its
+        // containers. Callers take turns; a caller whose turn comes after a
+        // list that *started after it called* takes that list's answer,
+        // which already shows whatever the caller did before calling.
+        let called = std::time::Instant::now();
+        let _turn = self.listing.lock().await;
+        if let Some((started, containers)) = self.last_list().as_ref() {
+            if *started >= called {
+                return Ok(containers.clone());
+            }
+        }
+        let started = std::time::Instant::now();
+        let containers = self.list_now().await?;
+        *self.last_list() = Some((started, containers.clone()));
         Ok(containers)
     }
 
