@@ -496,4 +496,21 @@ spec:
         || async { (containers_of(&a).is_empty() && containers_of(&b).is_empty()).then_some(()) },
     )
     .await;
+
+    // `ctl bench startup` starts pods on both Docker workers, reports the
+    // latency, and leaves nothing behind.
+    let out = cluster.ctl_at(alive, &["bench", "startup", "--pods", "4", "-o", "json"]);
+    assert!(out.ok, "ctl bench startup: {}", out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).expect("a JSON report");
+    assert_eq!(report["pods"], 4, "{report}");
+    assert_eq!(report["nodes"], 2, "{report}");
+    let p99 = report["p99_ms"].as_f64().expect("p99_ms");
+    assert!(
+        p99 > 0.0 && p99 >= report["p50_ms"].as_f64().unwrap_or(f64::MAX),
+        "{report}"
+    );
+    assert!(
+        containers_of(&a).is_empty() && containers_of(&b).is_empty(),
+        "the benchmark's pods were removed with their containers"
+    );
 }

@@ -420,7 +420,7 @@ impl Docker {
         }
     }
 
-    /// Inspects a container whose listed status is `status`.
+    /// Inspects a container: its state, times and pod IP.
     async fn inspect(&self, id: &str) -> Result<Inspected, RuntimeError> {
         let details = timed(CALL_TIMEOUT, self.client.inspect_container(id, None))
             .await
