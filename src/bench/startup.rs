@@ -5,7 +5,8 @@
 //! 1. Checks that at least one Docker worker (`flotilla.io/runtime=docker`)
 //!    is Ready.
 //! 2. Watches a fresh namespace, then creates N pods in it — each one
-//!    `flotilla/busybox:latest` running `sleep`, `imagePullPolicy:
+//!    `flotilla/busybox:latest` running `sleep` (under a shell that exits on
+//!    SIGTERM), `imagePullPolicy:
 //!    IfNotPresent` (no registry here: the image must have been built by
 //!    `docker/build-images.sh`), `nodeSelector: flotilla.io/runtime: docker`
 //!    — at most `--qps` creates a second (0: as fast as the API takes them,
@@ -13,8 +14,9 @@
 //! 3. Times each pod from the moment its create was sent to the first watch
 //!    event showing it bound and the first showing it Running, which the
 //!    agent reports once the sandbox and the container have started.
-//! 4. Deletes the pods and waits until they are gone (the agents confirm
-//!    after removing their containers), then the namespace.
+//! 4. Deletes the pods with a grace period of [`DELETE_GRACE_SECONDS`] and
+//!    waits until they are gone — which is when their agents confirm, after
+//!    removing the containers — then the namespace.
 //!
 //! A pod whose image cannot be had (ErrImagePull, ErrImageNeverPull) ends
 //! the run at once with the agent's message, rather than waiting out the
@@ -35,6 +37,14 @@ use std::time::{Duration, Instant};
 pub const CREATE_CONCURRENCY: usize = 32;
 /// The image the pods run.
 pub const IMAGE: &str = "flotilla/busybox:latest";
+/// What the pods run: `sleep`, under a shell that exits on SIGTERM (as PID 1,
+/// `sleep` alone would ignore it and every stop would wait out the grace
+/// period).
+pub const SLEEP: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+/// The grace period the cleanup deletes with: long enough that the pods
+/// stay until their agents confirm, which they do once the containers are
+/// removed (a pod whose grace ran out is removed without waiting for them).
+pub const DELETE_GRACE_SECONDS: u64 = 30;
 /// The node label that selects Docker workers.
 pub const RUNTIME_LABEL: &str = "flotilla.io/runtime";
 
@@ -140,9 +150,8 @@ pub fn pod(i: usize) -> Value {
         "metadata": {"name": format!("startup-{i}"), "labels": {"app": "bench-startup"}},
         "spec": {
             "containers": [{"name": "sleep", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-                            "command": ["sleep", "3600"]}],
-            "nodeSelector": {RUNTIME_LABEL: "docker"},
-            "terminationGracePeriodSeconds": 0}})
+                            "command": ["sh", "-c", SLEEP]}],
+            "nodeSelector": {RUNTIME_LABEL: "docker"}}})
 }
 
 /// Runs the benchmark against the cluster `admin` reaches.
@@ -426,7 +435,8 @@ async fn cleanup(admin: &Client, namespace: &str, timeout: Duration) -> anyhow::
                     admin,
                     Method::DELETE,
                     &format!("/api/v1/namespaces/{namespace}/pods/{name}"),
-                    None,
+                    Some(json!({"apiVersion": "v1", "kind": "DeleteOptions",
+                        "gracePeriodSeconds": DELETE_GRACE_SECONDS})),
                 )
                 .await
                 {

@@ -27,6 +27,11 @@ pid=$!
 cleanup() {
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  # Whatever the node still had (a run that failed half-way).
+  local ids
+  ids=$(docker ps -aq --filter "label=io.flotilla.node=bench-$port")
+  # shellcheck disable=SC2086
+  [ -z "$ids" ] || docker rm -f -v $ids >/dev/null
   rm -rf "$dir"
 }
 trap cleanup EXIT
