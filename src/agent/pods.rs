@@ -183,6 +183,8 @@ pub struct Worker {
     wake: Arc<Notify>,
     restarts: HashMap<String, Backoff>,
     pulls: HashMap<String, Backoff>,
+    /// The last pull error of each container, shown during ImagePullBackOff.
+    pull_errors: HashMap<String, String>,
     waiting: HashMap<String, (String, String)>,
     probes: HashMap<String, CancellationToken>,
     last_status: Option<Value>,
@@ -205,6 +207,7 @@ impl Worker {
             wake,
             restarts: HashMap::new(),
             pulls: HashMap::new(),
+            pull_errors: HashMap::new(),
             waiting: HashMap::new(),
             probes: HashMap::new(),
             last_status: None,
@@ -509,13 +512,13 @@ impl Worker {
                     .get(&name)
                     .is_none_or(|(r, _)| r != "ErrImageNeverPull")
                 {
-                    self.waiting.insert(
-                        name.clone(),
-                        (
-                            "ImagePullBackOff".into(),
-                            format!("Back-off pulling image \"{image}\""),
-                        ),
-                    );
+                    // Keep the runtime's reason in view while backing off.
+                    let message = match self.pull_errors.get(&name) {
+                        Some(e) => format!("Back-off pulling image \"{image}\": {e}"),
+                        None => format!("Back-off pulling image \"{image}\""),
+                    };
+                    self.waiting
+                        .insert(name.clone(), ("ImagePullBackOff".into(), message));
                 }
                 return Some(b.until - now);
             }
@@ -535,10 +538,12 @@ impl Worker {
             b.failures += 1;
             b.until = now + Backoff::next(b.failures);
             tracing::info!(pod = %self.pod.name, container = %name, "{reason}: {e}");
+            self.pull_errors.insert(name.clone(), e.to_string());
             self.waiting.insert(name, (reason.into(), e.to_string()));
             return Some(Backoff::next(b.failures));
         }
         self.pulls.remove(&name);
+        self.pull_errors.remove(&name);
         let config = container_config(c, pod, &sandbox.ip, attempt);
         let started = match runtime.create(&self.pod, sandbox, &config).await {
             Ok(id) => runtime.start(&id).await.map(|()| id),

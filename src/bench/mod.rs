@@ -14,6 +14,8 @@
 //!   full lists of many pods, and watch fan-out.
 //! - [`scheduler`]: `ctl bench scheduler`: pods bound and running per second
 //!   on many hollow nodes.
+//! - [`startup`]: `ctl bench startup`: pod start-up latency (create to
+//!   Running) on the Docker workers.
 //!
 //! The benchmark is an edge of the system, like the CLI: it reports failures
 //! with `anyhow`, and keeps typed errors only for the per-request failures it
@@ -22,4 +24,5 @@
 pub mod api;
 pub mod kv;
 pub mod scheduler;
+pub mod startup;
 mod stats;

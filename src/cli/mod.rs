@@ -253,6 +253,21 @@ pub enum BenchCommand {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Pod start-up latency on the Docker workers: create to Running.
+    Startup {
+        /// Pods to start.
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        /// Creates per second (0: as fast as the API takes them).
+        #[arg(long, default_value_t = 0.0)]
+        qps: f64,
+        /// Give up waiting after this long.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Key-value throughput and latency, against Flotilla or etcd.
     Kv {
         /// Which store to drive.
@@ -420,6 +435,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 timeout: *timeout,
             };
             let report = bench::scheduler::run(&client, &options).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Table => print!("{}", report.table()),
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Startup {
+            pods,
+            qps,
+            timeout,
+            output,
+        }) => {
+            let client = connect(&cli)?;
+            client.learn_members().await;
+            let options = bench::startup::Options {
+                pods: *pods,
+                qps: *qps,
+                timeout: *timeout,
+            };
+            let report = bench::startup::run(&client, &options).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Table => print!("{}", report.table()),
