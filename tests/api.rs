@@ -591,3 +591,36 @@ async fn bound_pods_are_deleted_gracefully() {
     let (code, _) = api.get(&format!("{PODS}/g2")).await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_are_deleted_like_their_members() {
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+    for name in ["c1", "c2", "c3"] {
+        let (code, _) = api.post(PODS, &pod(name, json!({"set": "c"}))).await;
+        assert_eq!(code, 201);
+    }
+    let binding = json!({"target": {"kind": "Node", "name": "n1"}});
+    let (code, _) = api.post(&format!("{PODS}/c3/binding"), &binding).await;
+    assert_eq!(code, 201);
+
+    // All namespaces at once is not a collection one deletes.
+    let (code, refused) = api.delete("/api/v1/pods").await;
+    assert_eq!(code, 400, "{refused}");
+
+    // Unbound pods go at once; the bound one is marked for its agent.
+    let (code, deleted) = api.delete(&format!("{PODS}?labelSelector=set%3Dc")).await;
+    assert_eq!(code, 200, "{deleted}");
+    let items = deleted["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3, "{deleted}");
+    for name in ["c1", "c2"] {
+        let (code, _) = api.get(&format!("{PODS}/{name}")).await;
+        assert_eq!(code, 404, "{name} is gone");
+    }
+    let (code, c3) = api.get(&format!("{PODS}/c3")).await;
+    assert_eq!(code, 200);
+    assert!(c3["metadata"]["deletionTimestamp"].is_string(), "{c3}");
+}

@@ -215,7 +215,7 @@ async fn serve(
         (Method::PUT, true, sub) => req.update(decode_body(headers, &body)?, sub).await,
         (Method::PATCH, true, sub) => req.patch(headers, &body, sub).await,
         (Method::DELETE, true, None) => req.delete(&body).await,
-        (Method::DELETE, false, None) => req.delete_collection().await,
+        (Method::DELETE, false, None) => req.delete_collection(&body).await,
         (method, _, _) => Err(ApiError::Detailed {
             code: StatusCode::METHOD_NOT_ALLOWED,
             reason: "MethodNotAllowed",
@@ -1128,7 +1128,8 @@ impl Request<'_> {
         }
     }
 
-    async fn delete(&self, body: &Bytes) -> Result<Response, ApiError> {
+    /// The DeleteOptions of a request: body, else query.
+    fn delete_options(&self, body: &Bytes) -> Result<DeleteOptions, ApiError> {
         let options: Value = if body.is_empty() {
             json!({})
         } else {
@@ -1140,21 +1141,44 @@ impl Request<'_> {
                 .get("gracePeriodSeconds")
                 .and_then(|g| g.parse().ok())
         });
-        let propagation = Propagation::parse(&options, self.query)?;
-        let key = self.key(self.name());
+        Ok(DeleteOptions {
+            grace,
+            propagation: Propagation::parse(&options, self.query)?,
+            precondition: options["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned),
+        })
+    }
+
+    async fn delete(&self, body: &Bytes) -> Result<Response, ApiError> {
+        let options = self.delete_options(body)?;
+        let name = self.name().to_owned();
+        self.delete_named(&name, &options)
+            .await
+            .and_then(|(obj, code)| self.render(obj, code))
+    }
+
+    /// Deletes object `name` (gracefully where that applies); the object as
+    /// deleted or marked, and 200 or 202.
+    async fn delete_named(
+        &self,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<(Value, StatusCode), ApiError> {
+        let key = self.key(name);
         for attempt in 0..RACE_RETRIES {
             let strict = attempt > 0;
             let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
                 if strict {
-                    return Err(not_found(self.resource(), self.name()));
+                    return Err(not_found(self.resource(), name));
                 }
                 continue;
             };
-            self.restrict(self.name(), Some(&current))?;
-            if let Some(precondition) = options["preconditions"]["resourceVersion"].as_str() {
-                if precondition != revision.to_string() {
+            self.restrict(name, Some(&current))?;
+            if let Some(precondition) = &options.precondition {
+                if *precondition != revision.to_string() {
                     if strict {
-                        return Err(conflict(self.resource(), self.name()));
+                        return Err(conflict(self.resource(), name));
                     }
                     continue;
                 }
@@ -1166,20 +1190,20 @@ impl Request<'_> {
             match store::deletion(
                 self.resource(),
                 &current,
-                grace,
-                propagation.finalizers(),
+                options.grace,
+                options.propagation.finalizers(),
                 meta::now(),
             ) {
                 store::Deletion::AlreadyMarked => {
                     if strict {
-                        return self.render(current, StatusCode::ACCEPTED);
+                        return Ok((current, StatusCode::ACCEPTED));
                     }
                     continue;
                 }
                 store::Deletion::Mark(mut next) => {
                     if let Swap::Done(rev) = self.swap(&key, revision, Some(&next)).await? {
                         meta::set_resource_version(&mut next, rev);
-                        return self.render(next, StatusCode::ACCEPTED);
+                        return Ok((next, StatusCode::ACCEPTED));
                     }
                     continue;
                 }
@@ -1189,39 +1213,45 @@ impl Request<'_> {
                 "Service" => services::release(&current),
                 // Deleting a Node revokes its agent's credential.
                 "Node" => vec![Claim::Release {
-                    key: crate::security::nodes::key(self.name()),
+                    key: crate::security::nodes::key(name),
                 }],
                 _ => Vec::new(),
             };
             if let Swap::Done(_) = self.swap_with(&key, revision, None, &claims).await? {
-                return self.render(current, StatusCode::OK);
+                return Ok((current, StatusCode::OK));
             }
         }
-        Err(conflict(self.resource(), self.name()))
+        Err(conflict(self.resource(), name))
     }
 
-    async fn delete_collection(&self) -> Result<Response, ApiError> {
+    /// Deletes every selected object as one DELETE of each would —
+    /// gracefully where that applies, retrying lost races — and lists them
+    /// as deleted or marked. Objects gone meanwhile are skipped.
+    async fn delete_collection(&self, body: &Bytes) -> Result<Response, ApiError> {
+        if self.resource().namespaced && self.target.namespace.is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "{} are namespaced: delete a namespace's collection, /namespaces/NAMESPACE/{}",
+                self.resource().plural,
+                self.resource().plural
+            )));
+        }
+        let options = self.delete_options(body)?;
         read_barrier(self.ctx, Consistency::Linearizable).await?;
         let (objects, _) = self.select(None)?;
+        let mut items = Vec::with_capacity(objects.len());
         for obj in &objects {
-            let key = self
-                .resource()
-                .key(meta::namespace(obj), meta::name(obj).unwrap_or(""));
-            if let Some(revision) = meta::resource_version(obj) {
-                // Lost races are fine: the object changed or went meanwhile.
-                let claims = if self.resource().kind == "Service" {
-                    services::release(obj)
-                } else {
-                    Vec::new()
-                };
-                let _ = self.swap_with(&key, revision, None, &claims).await?;
+            let name = meta::name(obj).unwrap_or("").to_owned();
+            match self.delete_named(&name, &options).await {
+                Ok((deleted, _)) => items.push(deleted),
+                Err(ApiError::Detailed { code, .. }) if code == StatusCode::NOT_FOUND => {}
+                Err(e) => return Err(e),
             }
         }
         let list = json!({
             "kind": self.resource().list_kind,
             "apiVersion": self.resource().api_version(),
             "metadata": {},
-            "items": objects,
+            "items": items,
         });
         Ok(Json(list).into_response())
     }
@@ -1350,6 +1380,16 @@ impl Request<'_> {
         )
             .into_response())
     }
+}
+
+/// What a DELETE asks for.
+struct DeleteOptions {
+    /// `gracePeriodSeconds`.
+    grace: Option<i64>,
+    /// `propagationPolicy`.
+    propagation: Propagation,
+    /// `preconditions.resourceVersion`.
+    precondition: Option<String>,
 }
 
 /// How deleting an owner treats its dependents (`propagationPolicy`).

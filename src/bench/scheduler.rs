@@ -365,13 +365,15 @@ async fn follow(mut response: reqwest::Response, seen: Arc<Mutex<Seen>>) {
     }
 }
 
-/// Removes what the run made: pods, nodes, leases, the namespace.
+/// Removes what the run made: pods, nodes, leases, the namespace. The
+/// hollow agents are stopped by then, so the pods are removed at once
+/// (grace 0) rather than left for agents to confirm.
 async fn cleanup(admin: &Client, names: &[String], namespace: &str) {
     let _ = call(
         admin,
         Method::DELETE,
         &format!("/api/v1/namespaces/{namespace}/pods"),
-        None,
+        Some(json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})),
     )
     .await;
     stream::iter(names.to_vec())

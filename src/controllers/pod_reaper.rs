@@ -1,9 +1,13 @@
-//! Removes pods whose graceful deletion ran out.
+//! Removes pods whose graceful deletion ran out on nodes that cannot finish it.
 //!
 //! Deleting a pod bound to a node only marks it (`deletionTimestamp`,
 //! `deletionGracePeriodSeconds`); its agent stops the containers and confirms
-//! with a delete of grace 0. If no agent confirms — the node is gone, or has
-//! no agent — the pod is removed here once its grace period has passed.
+//! with a delete of grace 0. A healthy node's agent is left to do so however
+//! long its teardown takes — removing the pod under it would let its
+//! containers leak if the agent stopped then. Only when the node is gone or
+//! not Ready (its agent silent, as the node controller judges it) is the pod
+//! removed here, once its grace period has passed: Kubernetes force-deletes
+//! on the same condition.
 
 use crate::api::store;
 use crate::api::Context;
@@ -41,6 +45,21 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
     }
 }
 
+/// Whether the pod's node exists and is Ready, so its agent will confirm.
+fn node_can_finish(ctx: &Context, pod: &Value) -> bool {
+    let Some(node) = crate::objects::pod::node_name(pod) else {
+        return false;
+    };
+    let key = format!("/registry/nodes/{node}");
+    ctx.node
+        .engine()
+        .get(key.as_bytes(), None)
+        .ok()
+        .and_then(|read| read.value)
+        .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+        .is_some_and(|n| crate::objects::pod::condition(&n, "Ready") == Some("True"))
+}
+
 async fn sweep(ctx: &Context) -> Result<(), String> {
     let now = crate::objects::meta::now();
     let pods = ctx
@@ -52,7 +71,7 @@ async fn sweep(ctx: &Context) -> Result<(), String> {
         let Ok(pod) = serde_json::from_slice::<Value>(&kv.value) else {
             continue;
         };
-        if expires_at(&pod).is_none_or(|at| at > now) {
+        if expires_at(&pod).is_none_or(|at| at > now) || node_can_finish(ctx, &pod) {
             continue;
         }
         // Only if unchanged since read: a pod the agent just updated waits a round.
