@@ -17,6 +17,16 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// How often an agent renews its Lease at most (kubelet's default).
+pub const LEASE_RENEW_MAX: Duration = Duration::from_secs(10);
+
+/// The Lease renewal period for a cluster whose nodes are judged silent after
+/// `grace`: a quarter of it (kubelet renews every 10 s against the default
+/// 40 s), between 200 ms and [`LEASE_RENEW_MAX`].
+pub fn renew_interval(grace: Duration) -> Duration {
+    (grace / 4).clamp(Duration::from_millis(200), LEASE_RENEW_MAX)
+}
+
 /// The Lease's duration, as written in it.
 pub const LEASE_DURATION_SECONDS: u64 = 40;
 /// Node status is posted at least this often.
@@ -339,6 +349,20 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(ready["lastTransitionTime"], meta::timestamp(100));
         assert_eq!(ready["lastHeartbeatTime"], meta::timestamp(500));
+    }
+
+    #[test]
+    fn leases_renew_four_times_per_grace_period() {
+        assert_eq!(
+            renew_interval(Duration::from_secs(40)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            renew_interval(Duration::from_secs(4)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(renew_interval(Duration::from_secs(600)), LEASE_RENEW_MAX);
+        assert_eq!(renew_interval(Duration::ZERO), Duration::from_millis(200));
     }
 
     #[test]

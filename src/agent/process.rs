@@ -143,6 +143,15 @@ pub async fn run(options: Options, stop: CancellationToken) -> anyhow::Result<()
             .timeout(Duration::from_secs(10))
             .build()?,
     });
+    // Heartbeats paced by the cluster's grace period (the default's pace
+    // when the masters cannot say yet).
+    let grace = match shared.api.get("/cluster/settings").await {
+        Ok(Some(settings)) => serde_json::from_value::<crate::controllers::Settings>(settings)
+            .map(|s| s.node_monitor_grace_period)
+            .unwrap_or_else(|_| crate::controllers::Settings::default().node_monitor_grace_period),
+        _ => crate::controllers::Settings::default().node_monitor_grace_period,
+    };
+    let beat = node::renew_interval(grace);
     let config = node::Config {
         name: name.clone(),
         address: joined.worker.address.clone(),
@@ -153,8 +162,8 @@ pub async fn run(options: Options, stop: CancellationToken) -> anyhow::Result<()
             options.runtime.label().to_owned()
         }),
         labels: vec![("flotilla.io/runtime".into(), options.runtime.label().into())],
-        lease_interval: Duration::from_secs(10),
-        status_interval: Duration::from_secs(10),
+        lease_interval: beat,
+        status_interval: beat,
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let watcher = tokio::spawn(feed::watch_node(api, name.clone(), tx, stop.clone()));

@@ -49,6 +49,7 @@ async fn ca(State(ctx): State<Arc<Context>>) -> String {
 pub fn admin_routes() -> Router<Arc<Context>> {
     Router::new()
         .route("/cluster/members", get(members))
+        .route("/cluster/settings", get(settings))
         .route("/cluster/members/remove", post(remove))
         .route("/cluster/local", get(local))
         .route("/cluster/tokens", get(list_tokens).post(create_token_route))
@@ -69,6 +70,16 @@ pub fn member_views(node: &Node) -> Vec<MemberView> {
             leader: Some(m.id) == leader,
         })
         .collect()
+}
+
+/// The control loops' cluster settings (agents pace their heartbeats by the
+/// node monitor grace period).
+async fn settings(
+    State(ctx): State<Arc<Context>>,
+) -> Result<Json<crate::controllers::Settings>, ApiError> {
+    crate::controllers::Settings::load(&ctx)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 async fn members(State(ctx): State<Arc<Context>>) -> Json<Vec<MemberView>> {

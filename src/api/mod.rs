@@ -226,7 +226,8 @@ fn node_may(node: &str, method: &axum::http::Method, path: &str) -> bool {
         return path.starts_with("/api")
             || path.starts_with("/openapi")
             || path == "/version"
-            || path == "/cluster/members";
+            || path == "/cluster/members"
+            || path == "/cluster/settings";
     }
     node_may_write(node, method, path)
 }
@@ -434,6 +435,7 @@ mod tests {
         let allowed = [
             (Method::GET, "/api/v1/pods"),
             (Method::GET, "/cluster/members"),
+            (Method::GET, "/cluster/settings"),
             (Method::POST, "/api/v1/nodes"),
             (Method::PATCH, "/api/v1/nodes/w1/status"),
             (

@@ -393,6 +393,21 @@ impl Request<'_> {
         load(self.ctx, key)
     }
 
+    /// [`Self::read_for_write`] of an object that must exist: NotFound once
+    /// `strict`, None (read again, strictly) before.
+    async fn existing_for_write(
+        &self,
+        key: &str,
+        name: &str,
+        strict: bool,
+    ) -> Result<Option<(Value, Revision)>, ApiError> {
+        match self.read_for_write(key, strict).await? {
+            Some(found) => Ok(Some(found)),
+            None if strict => Err(not_found(self.resource(), name)),
+            None => Ok(None),
+        }
+    }
+
     fn consistency(&self) -> Consistency {
         match self.query.get("resourceVersion").map(String::as_str) {
             Some("0") => Consistency::Serializable,
@@ -807,10 +822,9 @@ impl Request<'_> {
         let wanted = meta::resource_version(&new);
         // First from the leader's state; a failure is confirmed under the barrier.
         for strict in [false, true] {
-            let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
-                if strict {
-                    return Err(not_found(self.resource(), self.name()));
-                }
+            let Some((current, revision)) =
+                self.existing_for_write(&key, self.name(), strict).await?
+            else {
                 continue;
             };
             self.restrict(self.name(), Some(&current))?;
@@ -871,10 +885,9 @@ impl Request<'_> {
         // Retry on a lost race: the patch applies to whatever is current.
         for attempt in 0..RACE_RETRIES {
             let strict = attempt > 0;
-            let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
-                if strict {
-                    return Err(not_found(self.resource(), self.name()));
-                }
+            let Some((current, revision)) =
+                self.existing_for_write(&key, self.name(), strict).await?
+            else {
                 continue;
             };
             self.restrict(self.name(), Some(&current))?;
@@ -942,10 +955,9 @@ impl Request<'_> {
         let key = self.key(self.name());
         for attempt in 0..RACE_RETRIES {
             let strict = attempt > 0;
-            let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
-                if strict {
-                    return Err(not_found(self.resource(), self.name()));
-                }
+            let Some((current, revision)) =
+                self.existing_for_write(&key, self.name(), strict).await?
+            else {
                 continue;
             };
             let scale = change(&self.scale_of(&current))?;
@@ -1168,10 +1180,8 @@ impl Request<'_> {
         let key = self.key(name);
         for attempt in 0..RACE_RETRIES {
             let strict = attempt > 0;
-            let Some((current, revision)) = self.read_for_write(&key, strict).await? else {
-                if strict {
-                    return Err(not_found(self.resource(), name));
-                }
+            let Some((current, revision)) = self.existing_for_write(&key, name, strict).await?
+            else {
                 continue;
             };
             self.restrict(name, Some(&current))?;

@@ -26,3 +26,22 @@ pub mod kv;
 pub mod scheduler;
 pub mod startup;
 mod stats;
+
+/// One JSON request of a benchmark's setup or cleanup: GETs from any master,
+/// the rest to the leader; error statuses are errors.
+///
+/// # Errors
+/// When no master answers or the answer is an error.
+pub(crate) async fn call(
+    client: &crate::client::Client,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let route = if method == reqwest::Method::GET {
+        crate::client::Route::Any
+    } else {
+        crate::client::Route::Leader
+    };
+    Ok(client.json(method, path, body.as_ref(), route).await?)
+}

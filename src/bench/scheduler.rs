@@ -13,6 +13,7 @@
 //! through the same store, so this is an end-to-end figure, as kube's
 //! scheduler_perf measures.
 
+use super::call;
 use super::stats::Summary;
 use crate::agent::fleet::{self, Fleet};
 use crate::agent::node::Capacity;
@@ -95,28 +96,6 @@ struct Seen {
     bound: HashMap<String, (Instant, String)>,
     running: HashMap<String, Instant>,
     double: usize,
-}
-
-async fn call(
-    client: &Client,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let response = client
-        .send(
-            method.clone(),
-            path,
-            body.map(|b| b.to_string().into_bytes()),
-            if method == Method::GET {
-                Route::Any
-            } else {
-                Route::Leader
-            },
-            crate::client::DEFAULT_DEADLINE,
-        )
-        .await?;
-    Ok(crate::client::decode(response).await?)
 }
 
 /// Runs the benchmark against the cluster `admin` reaches.

@@ -22,6 +22,7 @@
 //! the run at once with the agent's message, rather than waiting out the
 //! timeout.
 
+use super::call;
 use super::stats::Summary;
 use crate::client::{Client, Extras, Route};
 use anyhow::Context as _;
@@ -120,28 +121,6 @@ struct Seen {
     running: HashMap<String, Instant>,
     /// A pod that cannot start, and why.
     failed: Option<String>,
-}
-
-async fn call(
-    client: &Client,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let response = client
-        .send(
-            method.clone(),
-            path,
-            body.map(|b| b.to_string().into_bytes()),
-            if method == Method::GET {
-                Route::Any
-            } else {
-                Route::Leader
-            },
-            crate::client::DEFAULT_DEADLINE,
-        )
-        .await?;
-    Ok(crate::client::decode(response).await?)
 }
 
 /// The pod the benchmark creates as number `i`.

@@ -303,6 +303,7 @@ impl Client {
         let mut redirects = 0;
         let mut tried: Vec<String> = Vec::new();
         let mut last_error;
+        let mut busy = false;
         loop {
             if !tried.contains(&target) {
                 tried.push(target.clone());
@@ -354,16 +355,8 @@ impl Client {
                 }
                 Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
                     // Busy, not broken: wait and ask the same master again.
+                    busy = true;
                     last_error = format!("{target}: {}", error_message(response).await);
-                    if started.elapsed() + backoff > deadline {
-                        return Err(ClientError::Unreachable {
-                            tried: tried.join(", "),
-                            last: last_error,
-                        });
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    continue;
                 }
                 Ok(response) => {
                     self.remember_success(&target);
@@ -382,7 +375,9 @@ impl Client {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
             redirects = 0;
-            target = self.rotate_after_failure(&target).unwrap_or(target);
+            if !std::mem::take(&mut busy) {
+                target = self.rotate_after_failure(&target).unwrap_or(target);
+            }
         }
     }
 
