@@ -1,20 +1,29 @@
 //! Flotilla: a container orchestrator in the Kubernetes mould.
 //!
-//! The `ctl` binary is every part of the system. This library holds them:
+//! The `ctl` binary is every part of the system. This library holds them, in
+//! layers; each depends only on the layers above it in this list:
 //!
-//! - [`master`]: a control-plane member — its identity on disk, the replicated
-//!   store ([`flotilla_raft::Node`]) and the HTTP server, started by `ctl init`
-//!   and `ctl join --control-plane`.
-//! - [`api`]: the HTTP routes every master serves: `/kv/...` (raw store),
-//!   `/cluster/...` (join, members, tokens, status), health and metrics.
-//! - [`security`]: join tokens and credentials.
-//! - [`client`]: the HTTP client `ctl` uses: follows leader redirects, remembers
-//!   the leader, rotates through the masters with back-off; kubeconfig files.
-//! - [`controllers`]: loops only the Raft leader runs.
-//! - [`bench`]: load generators (`ctl bench kv`) for Flotilla and etcd.
-//! - [`cli`]: the command line.
+//! - [`objects`]: Kubernetes objects without I/O — the served resources and
+//!   their rules (defaulting, validation, claims such as a Service's IP),
+//!   metadata, selectors, quantities.
+//! - [`store`]: the object store over the replicated store
+//!   ([`flotilla_raft::Node`]): get / list / watch (one [`store::Cursor`]) /
+//!   create / update / delete, each one pipeline for every kind, typed
+//!   errors, no HTTP. Also the leader's informer cache, the control loops'
+//!   writer and the cluster settings.
+//! - [`api`] (the HTTP routes every master serves: Kubernetes REST, `/kv`,
+//!   `/cluster`, health, metrics), [`controllers`] and [`scheduler`] (loops
+//!   only the Raft leader runs), [`agent`] (the worker: pods on Docker).
+//!   None of these imports another of them.
+//! - [`master`] (a control-plane member: identity, store, server, loops) and
+//!   [`cli`] (the command line), with [`bench`] (load generators).
 //!
-//! Dependencies point one way: `flotilla-storage` ← `flotilla-raft` ← this crate.
+//! Beside the layers: [`security`] (PKI, join tokens, node credentials),
+//! [`client`] (the HTTP client `ctl` and agents use: leader redirects,
+//! rotation through masters; kubeconfig files) and [`wire`] (types both ends
+//! of an HTTP call share).
+//!
+//! Crates point one way too: `flotilla-storage` ← `flotilla-raft` ← this crate.
 
 pub mod agent;
 pub mod api;
@@ -26,4 +35,5 @@ pub mod master;
 pub mod objects;
 pub mod scheduler;
 pub mod security;
+pub mod store;
 pub mod wire;

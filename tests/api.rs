@@ -624,3 +624,182 @@ async fn collections_are_deleted_like_their_members() {
     assert_eq!(code, 200);
     assert!(c3["metadata"]["deletionTimestamp"].is_string(), "{c3}");
 }
+
+/// Reads watch events (type, name, app label) from `response` until `count`.
+async fn watch_events(response: reqwest::Response, count: usize) -> Vec<(String, String, String)> {
+    use futures::StreamExt;
+    let mut stream = response.bytes_stream();
+    let mut buffer = Vec::new();
+    let mut events = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while events.len() < count {
+            buffer.extend_from_slice(&stream.next().await.expect("open").expect("chunk"));
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let event: Value = serde_json::from_slice(&line).expect("event");
+                let object = &event["object"];
+                events.push((
+                    event["type"].as_str().unwrap_or("").to_owned(),
+                    object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                    object["metadata"]["labels"]["app"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                ));
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{count} watch events in time; got {events:?}"));
+    events
+}
+
+/// A label-selector watch sees an object leave its selection as DELETED and
+/// enter it as ADDED (Kubernetes' watch cache does; without it, informers on
+/// selectors keep ghosts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selector_watches_see_objects_enter_and_leave() {
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+    let (_, first) = api.post(PODS, &pod("s1", json!({"app": "web"}))).await;
+    let from = first["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    let relabel = |app: &'static str| {
+        let api = &api;
+        async move {
+            let (code, body) = api
+                .patch(
+                    &format!("{PODS}/s1"),
+                    "application/merge-patch+json",
+                    &json!({"metadata": {"labels": {"app": app}}}),
+                )
+                .await;
+            assert_eq!(code, 200, "{body}");
+        }
+    };
+    relabel("db").await; // leaves app=web
+    relabel("web").await; // enters again
+    relabel("web2").await; // leaves
+    relabel("db").await; // neither: unseen
+    api.delete(&format!("{PODS}/s1")).await; // not in the selection: unseen
+    api.post(PODS, &pod("s2", json!({"app": "web"}))).await;
+    let response = cluster
+        .http
+        .get(format!(
+            "{}{PODS}?watch=true&resourceVersion={from}&labelSelector=app%3Dweb",
+            api.base
+        ))
+        .bearer_auth(&cluster.token)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(response.status(), 200);
+    let events = watch_events(response, 4).await;
+    let expected = [
+        ("DELETED", "s1", "web"),
+        ("ADDED", "s1", "web"),
+        ("DELETED", "s1", "web"),
+        ("ADDED", "s2", "web"),
+    ];
+    assert_eq!(
+        events,
+        expected
+            .iter()
+            .map(|(t, n, a)| (t.to_string(), n.to_string(), a.to_string()))
+            .collect::<Vec<_>>(),
+        "a DELETED carries the object as it last matched"
+    );
+}
+
+/// A retried write answers with exactly what its first attempt did: the
+/// generated name that was stored, the cluster IP that was allocated, the
+/// objects a collection delete removed — never an object that was not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_writes_answer_the_first_attempts_outcome() {
+    let cluster = Cluster::start(1).await;
+    let base = cluster.members[0].url();
+    let send = |method: reqwest::Method, path: &str, id: &str, body: Value| {
+        let request = cluster
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&cluster.token)
+            .header("x-flotilla-request-id", id)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("request");
+            let code = response.status().as_u16();
+            (code, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let api = Api {
+        cluster: &cluster,
+        base: base.clone(),
+    };
+
+    // generateName: the retry names the pod the first attempt created.
+    let mut generated = pod("", json!({"app": "gen"}));
+    generated["metadata"] = json!({"generateName": "gen-", "labels": {"app": "gen"}});
+    let id = "0123456789abcdef0123456789abcdef";
+    let (code, first) = send(reqwest::Method::POST, PODS, id, generated.clone()).await;
+    assert_eq!(code, 201, "{first}");
+    let (code, retry) = send(reqwest::Method::POST, PODS, id, generated).await;
+    assert_eq!(code, 201, "{retry}");
+    assert_eq!(retry["metadata"]["name"], first["metadata"]["name"]);
+    assert_eq!(
+        retry["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+    let (_, list) = api.get(&format!("{PODS}?labelSelector=app%3Dgen")).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+
+    // A Service: the retry reports the cluster IP that was stored.
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "retried"},
+        "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}});
+    let services = "/api/v1/namespaces/default/services";
+    let id = "11111111111111111111111111111111";
+    let (_, first) = send(reqwest::Method::POST, services, id, svc.clone()).await;
+    let (code, retry) = send(reqwest::Method::POST, services, id, svc).await;
+    assert_eq!(code, 201, "{retry}");
+    let (_, stored) = api.get(&format!("{services}/retried")).await;
+    assert_eq!(retry["spec"]["clusterIP"], stored["spec"]["clusterIP"]);
+    assert_eq!(first["spec"]["clusterIP"], stored["spec"]["clusterIP"]);
+
+    // A collection delete retried after the selection changed: every
+    // object the retry reports deleted is really gone (each object's delete
+    // has its own key; numbering them by order made the retry's first delete
+    // look like the first attempt's, reporting a pod it never deleted).
+    api.post(PODS, &pod("c1", json!({"app": "coll"}))).await;
+    api.post(PODS, &pod("c2", json!({"app": "other"}))).await;
+    let id = "22222222222222222222222222222222";
+    let path = format!("{PODS}?labelSelector=app%3Dcoll");
+    let (code, first) = send(reqwest::Method::DELETE, &path, id, json!({})).await;
+    assert_eq!(code, 200, "{first}");
+    let (code, _) = api
+        .patch(
+            &format!("{PODS}/c2"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"labels": {"app": "coll"}}}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, retry) = send(reqwest::Method::DELETE, &path, id, json!({})).await;
+    assert_eq!(code, 200, "{retry}");
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(names(&first), ["c1"]);
+    for name in names(&retry) {
+        let (code, body) = api.get(&format!("{PODS}/{name}")).await;
+        assert_eq!(code, 404, "the retry reported {name} deleted, yet: {body}");
+    }
+}

@@ -525,3 +525,77 @@ async fn watch_replays_follows_and_reports_compaction() {
         );
     }
 }
+
+/// A watch whose history batch ends just before a multi-key transaction
+/// delivers that transaction and everything after it. (A batch never splits a
+/// revision, so it can stop short of its limit with more to come; the
+/// watch used to take a short batch for "caught up" and jump to the current
+/// revision, losing every event in between.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_across_a_batch_boundary_loses_nothing() {
+    use futures::StreamExt;
+    let cluster = Cluster::start(1).await;
+    let base = cluster.members[0].url();
+    let from = cluster.put_via(0, "/b/start", "0").await.expect("put");
+    // 997 single puts, then one transaction of five keys that does not fit
+    // the watch's first batch of 1,000, then five more single puts.
+    for i in 0..997 {
+        cluster
+            .put_via(0, &format!("/b/single-{i:04}"), "x")
+            .await
+            .expect("put");
+    }
+    let success: Vec<serde_json::Value> = (0..5)
+        .map(|i| serde_json::json!({"op": "put", "key": format!("/b/txn-{i}"), "value": "t"}))
+        .collect();
+    let txn = cluster
+        .http
+        .post(format!("{base}/kv/txn"))
+        .bearer_auth(&cluster.token)
+        .json(&serde_json::json!({"compare": [], "success": success, "failure": []}))
+        .send()
+        .await
+        .expect("txn");
+    assert_eq!(txn.status(), 200);
+    for i in 0..5 {
+        cluster
+            .put_via(0, &format!("/b/tail-{i}"), "y")
+            .await
+            .expect("put");
+    }
+    let response = cluster
+        .http
+        .get(format!("{base}/kv/watch?prefix=%2Fb%2F&from={from}"))
+        .bearer_auth(&cluster.token)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut pending = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while keys.len() < 1007 {
+            let chunk = stream.next().await.expect("stream open").expect("chunk");
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: serde_json::Value = serde_json::from_slice(&line).expect("event");
+                keys.push(event["kv"]["key"].as_str().unwrap_or("").to_owned());
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the watch delivered {} of 1,007 events; the last were {:?}",
+        keys.len(),
+        keys.iter().rev().take(3).collect::<Vec<_>>()
+    );
+    assert_eq!(keys[996], "/b/single-0996");
+    assert_eq!(
+        &keys[997..1002],
+        ["/b/txn-0", "/b/txn-1", "/b/txn-2", "/b/txn-3", "/b/txn-4"]
+    );
+    assert_eq!(keys[1006], "/b/tail-4");
+}

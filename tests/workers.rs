@@ -163,3 +163,45 @@ async fn worker_tokens_and_node_restriction() {
         401
     );
 }
+
+/// A Node removed by the garbage collector — after a foreground delete set a
+/// finalizer — takes its agent's credential with it, as a plain delete does:
+/// the credential is released in the transaction that removes the Node,
+/// wherever that transaction comes from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_removed_by_the_garbage_collector_loses_its_credential() {
+    let mut cluster = Cluster::start(1).await;
+    cluster.add_worker("w1", "fake").await;
+    let token = credential(&cluster, "w1");
+    let base = cluster.members[0].url();
+    let pods_as_node = || {
+        let request = cluster
+            .http
+            .get(format!("{base}/api/v1/pods"))
+            .bearer_auth(&token);
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    assert_eq!(pods_as_node().await, 200);
+    cluster.workers[0].kill();
+    let deleted = cluster
+        .http
+        .delete(format!("{base}/api/v1/nodes/w1"))
+        .bearer_auth(&cluster.token)
+        .json(&json!({"propagationPolicy": "Foreground"}))
+        .send()
+        .await
+        .expect("delete the node");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    common::wait_for("the Node to be gone", Duration::from_secs(30), || async {
+        cluster
+            .get_any("/api/v1/nodes")
+            .await
+            .filter(|nodes| nodes["items"].as_array().is_some_and(Vec::is_empty))
+    })
+    .await;
+    assert_eq!(
+        pods_as_node().await,
+        401,
+        "the credential of a Node the garbage collector removed still works"
+    );
+}

@@ -11,7 +11,7 @@
 //!   the agent was away) or older than [`STATUS_REPORT`].
 
 use super::api::{encode, Api, ApiCallError};
-use crate::controllers::node::LEASE_NAMESPACE;
+use crate::objects::registry::LEASE_NAMESPACE;
 use crate::objects::{meta, pod, quantity};
 use serde_json::{json, Value};
 use std::time::Duration;

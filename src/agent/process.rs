@@ -146,10 +146,12 @@ pub async fn run(options: Options, stop: CancellationToken) -> anyhow::Result<()
     // Heartbeats paced by the cluster's grace period (the default's pace
     // when the masters cannot say yet).
     let grace = match shared.api.get("/cluster/settings").await {
-        Ok(Some(settings)) => serde_json::from_value::<crate::controllers::Settings>(settings)
+        Ok(Some(settings)) => serde_json::from_value::<crate::store::settings::Settings>(settings)
             .map(|s| s.node_monitor_grace_period)
-            .unwrap_or_else(|_| crate::controllers::Settings::default().node_monitor_grace_period),
-        _ => crate::controllers::Settings::default().node_monitor_grace_period,
+            .unwrap_or_else(|_| {
+                crate::store::settings::Settings::default().node_monitor_grace_period
+            }),
+        _ => crate::store::settings::Settings::default().node_monitor_grace_period,
     };
     let beat = node::renew_interval(grace);
     let config = node::Config {

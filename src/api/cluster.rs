@@ -8,11 +8,10 @@
 //!    waits until it has caught up, then promotes it to voter. Both steps are
 //!    idempotent, so an interrupted join is resumed by running it again.
 
-use super::{
-    ensure_leader, json_rejection, read_barrier, store, write, ApiError, Consistency, Context,
-};
+use super::{ensure_leader, json_rejection, read_barrier, write, ApiError, Consistency, Context};
 use crate::security::nodes;
 use crate::security::tokens::{self, Role, TokenRecord};
+use crate::store::txn;
 use crate::wire::{
     JoinComplete, JoinGrant, JoinRequest, LocalStatus, MemberView, RemoveReply, RemoveRequest,
     TokenCreate, TokenCreated, WorkerJoinGrant, WorkerJoinRequest,
@@ -76,8 +75,8 @@ pub fn member_views(node: &Node) -> Vec<MemberView> {
 /// node monitor grace period).
 async fn settings(
     State(ctx): State<Arc<Context>>,
-) -> Result<Json<crate::controllers::Settings>, ApiError> {
-    crate::controllers::Settings::load(&ctx)
+) -> Result<Json<crate::store::settings::Settings>, ApiError> {
+    crate::store::settings::Settings::load(&ctx.store)
         .map(Json)
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -217,8 +216,8 @@ async fn join_worker(
         .unwrap_or_default()
         .into_bytes();
     // A new name, or one whose Node is gone: record the credential.
-    let command = store::when(node_key, Target::CreateRevision(0), Op::Put { key, value });
-    if !store::succeeded(&write(&ctx, &uri, &HeaderMap::new(), command).await?) {
+    let command = txn::when(node_key, Target::CreateRevision(0), Op::Put { key, value });
+    if !txn::succeeded(&write(&ctx, &HeaderMap::new(), command).await?) {
         return Err(ApiError::Conflict(format!(
             "node {} has already joined (its Node exists): run the agent from its own data directory to resume it, delete the node (`ctl delete node {}`) to join again under that name, or pick another --name",
             req.name, req.name
@@ -342,7 +341,6 @@ fn with_ca_hash(ctx: &Context, token: &str) -> Result<String, ApiError> {
 /// As [`write`].
 pub async fn create_token(
     ctx: &Context,
-    uri: &Uri,
     role: Role,
     ttl: Duration,
 ) -> Result<TokenCreated, ApiError> {
@@ -359,7 +357,7 @@ pub async fn create_token(
         success: vec![Op::Put { key, value }],
         failure: vec![],
     });
-    match write(ctx, uri, &HeaderMap::new(), command).await? {
+    match write(ctx, &HeaderMap::new(), command).await? {
         Store::Txn {
             succeeded: true, ..
         } => Ok(TokenCreated {
@@ -378,14 +376,13 @@ pub async fn create_token(
 
 async fn create_token_route(
     State(ctx): State<Arc<Context>>,
-    uri: Uri,
     extracted: Result<Json<TokenCreate>, JsonRejection>,
 ) -> Result<Json<TokenCreated>, ApiError> {
     let req = extracted.map_err(json_rejection)?.0;
     if req.ttl_seconds == 0 {
         return Err(ApiError::BadRequest("ttl must be positive".into()));
     }
-    create_token(&ctx, &uri, req.role, Duration::from_secs(req.ttl_seconds))
+    create_token(&ctx, req.role, Duration::from_secs(req.ttl_seconds))
         .await
         .map(Json)
 }
@@ -407,7 +404,6 @@ async fn list_tokens(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<TokenRe
 
 async fn revoke_token(
     State(ctx): State<Arc<Context>>,
-    uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Json<TokenRecord>, ApiError> {
     let Some((mut record, mod_revision)) = token_record(&ctx, &id).await? else {
@@ -416,12 +412,12 @@ async fn revoke_token(
     record.revoked = true;
     let value = serde_json::to_vec(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
     let key = record.key().into_bytes();
-    let command = store::when(
+    let command = txn::when(
         key.clone(),
         Target::ModRevision(mod_revision),
         Op::Put { key, value },
     );
-    match store::succeeded(&write(&ctx, &uri, &HeaderMap::new(), command).await?) {
+    match txn::succeeded(&write(&ctx, &HeaderMap::new(), command).await?) {
         true => Ok(Json(record)),
         false => Err(ApiError::Conflict(format!(
             "token {id} changed meanwhile; run the command again"

@@ -106,7 +106,10 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         match &self {
             ApiError::Redirect { location, leader } => {
-                if let Ok(v) = HeaderValue::from_str(location) {
+                if let Some(v) = HeaderValue::from_str(location)
+                    .ok()
+                    .filter(|_| !location.is_empty())
+                {
                     headers.insert(header::LOCATION, v);
                 }
                 if let Ok(v) = HeaderValue::from_str(leader) {
@@ -146,6 +149,72 @@ impl From<flotilla_raft::ReadError> for ApiError {
         match e {
             E::Timeout => ApiError::Timeout(format!("linearizable read: {e}")),
             other => ApiError::Unavailable(format!("linearizable read: {other}")),
+        }
+    }
+}
+
+impl From<crate::store::Error> for ApiError {
+    /// The one mapping from the object store's errors to Kubernetes' answers.
+    /// A redirect gets its `Location` from the router, which knows the
+    /// request (see `locate_leader`).
+    fn from(e: crate::store::Error) -> ApiError {
+        use crate::store::Error as E;
+        let details = |resource: &crate::objects::Resource, name: &str| json!({"name": name, "group": resource.group, "kind": resource.plural});
+        let message = e.to_string();
+        match e {
+            E::AlreadyExists { resource, name } => ApiError::Detailed {
+                code: StatusCode::CONFLICT,
+                reason: "AlreadyExists",
+                message,
+                details: details(resource, &name),
+            },
+            E::Conflict { resource, name } => ApiError::Detailed {
+                code: StatusCode::CONFLICT,
+                reason: "Conflict",
+                message,
+                details: details(resource, &name),
+            },
+            E::NotFound { resource, name } => ApiError::Detailed {
+                code: StatusCode::NOT_FOUND,
+                reason: "NotFound",
+                message,
+                details: details(resource, &name),
+            },
+            E::NamespaceMissing { namespace } => ApiError::Detailed {
+                code: StatusCode::NOT_FOUND,
+                reason: "NotFound",
+                message,
+                details: json!({"name": namespace, "kind": "namespaces"}),
+            },
+            E::Invalid {
+                resource,
+                name,
+                errors,
+            } => {
+                let causes: Vec<serde_json::Value> = errors
+                    .0
+                    .iter()
+                    .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+                    .collect();
+                ApiError::Detailed {
+                    code: StatusCode::UNPROCESSABLE_ENTITY,
+                    reason: "Invalid",
+                    message,
+                    details: json!({"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}),
+                }
+            }
+            E::NotLeader {
+                leader: Some(leader),
+            } => ApiError::Redirect {
+                location: String::new(),
+                leader: leader.addr,
+            },
+            E::NotLeader { leader: None } | E::Replication(_) => ApiError::Unavailable(message),
+            E::Timeout { .. } => ApiError::Timeout(message),
+            E::Read(flotilla_raft::ReadError::Timeout) => ApiError::Timeout(message),
+            E::Read(_) => ApiError::Unavailable(message),
+            E::Compacted { .. } => ApiError::Gone(message),
+            E::Storage(_) | E::Corrupt { .. } | E::Unserved(_) => ApiError::Internal(message),
         }
     }
 }

@@ -137,7 +137,6 @@ fn unexpected(response: &Store) -> ApiError {
 
 async fn put(
     State(ctx): State<Arc<Context>>,
-    uri: Uri,
     headers: HeaderMap,
     extracted: Result<Json<PutBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -147,7 +146,7 @@ async fn put(
         key: b.key.into_bytes(),
         value: b.value.into_bytes(),
     };
-    match write(&ctx, &uri, &headers, command).await? {
+    match write(&ctx, &headers, command).await? {
         Store::Put { revision, prev } => Ok(served_by(
             &ctx,
             Json(PutReply {
@@ -162,7 +161,6 @@ async fn put(
 
 async fn delete(
     State(ctx): State<Arc<Context>>,
-    uri: Uri,
     headers: HeaderMap,
     extracted: Result<Json<DeleteBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -176,7 +174,7 @@ async fn delete(
             key: b.key.into_bytes(),
         }
     };
-    match write(&ctx, &uri, &headers, command).await? {
+    match write(&ctx, &headers, command).await? {
         Store::Delete {
             revision, deleted, ..
         } => Ok(served_by(&ctx, Json(DeleteReply { revision, deleted }))),
@@ -252,7 +250,6 @@ fn op_reply(r: &OpResponse) -> TxnOpReply {
 
 async fn txn(
     State(ctx): State<Arc<Context>>,
-    uri: Uri,
     headers: HeaderMap,
     extracted: Result<Json<TxnBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -266,7 +263,7 @@ async fn txn(
         success: b.success.into_iter().map(op).collect(),
         failure: b.failure.into_iter().map(op).collect(),
     });
-    match write(&ctx, &uri, &headers, command).await? {
+    match write(&ctx, &headers, command).await? {
         Store::Txn {
             succeeded,
             revision,
@@ -286,7 +283,6 @@ async fn txn(
 
 async fn compact(
     State(ctx): State<Arc<Context>>,
-    uri: Uri,
     headers: HeaderMap,
     extracted: Result<Json<CompactBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -294,7 +290,7 @@ async fn compact(
     let command = Command::Compact {
         revision: b.revision,
     };
-    match write(&ctx, &uri, &headers, command).await? {
+    match write(&ctx, &headers, command).await? {
         Store::Compact { revision } => Ok(served_by(
             &ctx,
             Json(serde_json::json!({ "compact_revision": revision })),
@@ -319,48 +315,31 @@ pub fn event_line(event: &Event) -> Vec<u8> {
     bytes
 }
 
-/// Events read from history per round.
-const WATCH_BATCH: usize = 1000;
-
 async fn watch(State(ctx): State<Arc<Context>>, uri: Uri) -> Result<Response, ApiError> {
     let q: WatchQuery = query(&uri)?;
-    let engine = ctx.node.engine().clone();
-    let start = q.from.unwrap_or_else(|| engine.revision());
-    let prefix = q.prefix.into_bytes();
+    let start = q.from.unwrap_or_else(|| ctx.node.engine().revision());
+    let mut cursor = ctx.store.cursor(q.prefix.into_bytes(), start);
     // Fail before the stream starts when the history is gone.
-    let first = engine.events(&prefix, start, WATCH_BATCH)?;
-    let mut revisions = ctx.node.revisions();
+    let first = cursor.poll()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
-        let mut last = start;
         let mut batch = first;
-        let mut seen_upto = start;
         loop {
             for event in &batch {
-                last = last.max(event.kv.mod_revision);
                 if tx.send(Ok(Bytes::from(event_line(event)))).await.is_err() {
                     return;
                 }
             }
-            if batch.len() < WATCH_BATCH {
-                // The read saw every revision up to `seen_upto`: skip past the
-                // ones that had no event under the prefix.
-                last = last.max(seen_upto);
-            }
-            if batch.is_empty() {
-                // Wait for news, or for the client to go away.
-                tokio::select! {
-                    changed = revisions.changed() => if changed.is_err() { return },
-                    () = tx.closed() => return,
-                }
-            }
-            seen_upto = engine.revision();
-            batch = match engine.events(&prefix, last, WATCH_BATCH) {
-                Ok(events) => events,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
+            // Wait for news, or for the client to go away.
+            batch = tokio::select! {
+                next = cursor.next() => match next {
+                    Ok(events) => events,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                },
+                () = tx.closed() => return,
             };
         }
     });

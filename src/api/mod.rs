@@ -25,19 +25,18 @@ pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod rest;
-pub mod selectors;
-pub mod services;
-pub mod store;
 pub mod table;
 
 use crate::security;
+pub use crate::store::Consistency;
+use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 pub use error::ApiError;
-use flotilla_raft::{Member, Node, WriteError};
+use flotilla_raft::{Member, Node};
 use flotilla_storage::Response as StoreResponse;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,15 +45,13 @@ use std::time::Duration;
 pub const LEADER_HEADER: &str = "x-flotilla-leader";
 /// Largest `/kv` and `/cluster` request body (etcd's default request limit).
 pub const MAX_BODY: usize = 3 * 512 * 1024;
-/// How long a write may wait to commit before the API answers 504.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a linearizable read may wait for the read barrier.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every handler can reach.
 pub struct Context {
     /// The replicated store.
     pub node: Arc<Node>,
+    /// The object store over `node`.
+    pub store: Store,
     /// The cluster's id.
     pub cluster_id: String,
     /// The admin bearer token.
@@ -126,6 +123,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(open)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(refuse_oversized))
+        .layer(middleware::from_fn(locate_leader))
         .with_state(ctx.clone())
         .merge(flotilla_raft::rpc::router(ctx.node.clone()))
         .layer(middleware::from_fn_with_state(
@@ -301,6 +299,37 @@ fn no_leader() -> ApiError {
     ApiError::Unavailable("no leader: an election is in progress; retry shortly".into())
 }
 
+/// Gives a redirect to the leader its `Location`: the same request on the
+/// leader. Errors from below the HTTP layer ([`crate::store::Error::NotLeader`])
+/// know the leader but not the request; this is where the two meet.
+async fn locate_leader(request: Request, next: Next) -> Response {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let mut response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::TEMPORARY_REDIRECT
+        && !response
+            .headers()
+            .contains_key(axum::http::header::LOCATION)
+    {
+        let location = response
+            .headers()
+            .get(LEADER_HEADER)
+            .and_then(|leader| leader.to_str().ok())
+            .and_then(|leader| {
+                axum::http::HeaderValue::from_str(&format!("https://{leader}{path}")).ok()
+            });
+        if let Some(location) = location {
+            response
+                .headers_mut()
+                .insert(axum::http::header::LOCATION, location);
+        }
+    }
+    response
+}
+
 /// Parses the optional idempotency key of a write.
 ///
 /// # Errors
@@ -320,74 +349,18 @@ pub fn request_id(headers: &HeaderMap) -> Result<Option<[u8; 16]>, ApiError> {
     bytes.try_into().map(Some).map_err(|_| bad())
 }
 
-/// Replicates `command` and maps every failure to the API's answer. The
-/// write carries the request's idempotency key, if it has one.
+/// Replicates `command` with the request's idempotency key, and maps every
+/// failure to the API's answer.
 ///
 /// # Errors
 /// 307 to the leader on a follower, 503 without a leader, 504 when the outcome
 /// is unknown.
 pub async fn write(
     ctx: &Context,
-    uri: &Uri,
     headers: &HeaderMap,
     command: flotilla_storage::Command,
 ) -> Result<StoreResponse, ApiError> {
-    write_with_id(ctx, uri, request_id(headers)?, command).await
-}
-
-/// The idempotency key of the `n`-th write one request makes: the client's
-/// key for the first, a key derived from it for each later one. A handler
-/// that retries a lost compare-and-swap must not reuse the client's key —
-/// the store would answer the retry with the first attempt's stored result —
-/// yet a client retrying the whole request must map onto the same writes.
-pub fn nth_request_id(client: Option<[u8; 16]>, n: u32) -> Option<[u8; 16]> {
-    use sha2::Digest;
-    let id = client?;
-    if n == 0 {
-        return Some(id);
-    }
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(id);
-    hasher.update(n.to_be_bytes());
-    let digest = hasher.finalize();
-    let mut derived = [0u8; 16];
-    derived.copy_from_slice(&digest[..16]);
-    Some(derived)
-}
-
-/// [`write`] with an explicit idempotency key.
-///
-/// # Errors
-/// As [`write`].
-pub async fn write_with_id(
-    ctx: &Context,
-    uri: &Uri,
-    id: Option<[u8; 16]>,
-    command: flotilla_storage::Command,
-) -> Result<StoreResponse, ApiError> {
-    let request = flotilla_storage::Request { id, command };
-    match tokio::time::timeout(WRITE_TIMEOUT, ctx.node.write(request)).await {
-        Err(_) => Err(ApiError::Timeout(format!(
-            "the write was not committed within {}s; its outcome is unknown: retry with the same {}",
-            WRITE_TIMEOUT.as_secs(),
-            crate::wire::REQUEST_ID_HEADER
-        ))),
-        Ok(Err(WriteError::NotLeader { leader: Some(leader) })) => Err(redirect(&leader, uri)),
-        Ok(Err(WriteError::NotLeader { leader: None })) => Err(no_leader()),
-        Ok(Err(e)) => Err(ApiError::Unavailable(e.to_string())),
-        Ok(Ok(response)) => Ok(response),
-    }
-}
-
-/// Read consistency requested by a client.
-#[derive(serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Consistency {
-    /// Sees every write acknowledged before the read began (the default).
-    #[default]
-    Linearizable,
-    /// This member's local state, possibly stale.
-    Serializable,
+    Ok(ctx.store.write(request_id(headers)?, command).await?)
 }
 
 /// Waits for the read barrier when the read is linearizable.
@@ -395,10 +368,7 @@ pub enum Consistency {
 /// # Errors
 /// 503 without leader or quorum, 504 when this member cannot catch up in time.
 pub async fn read_barrier(ctx: &Context, consistency: Consistency) -> Result<(), ApiError> {
-    if consistency == Consistency::Linearizable {
-        ctx.node.read_barrier(READ_TIMEOUT).await?;
-    }
-    Ok(())
+    Ok(ctx.store.barrier(consistency).await?)
 }
 
 /// Turns a JSON extraction failure into a 400 (or 413) that says what was wrong.
@@ -414,21 +384,6 @@ pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> Api
 mod tests {
     use super::*;
     use axum::http::Method;
-
-    #[test]
-    fn each_write_of_a_request_has_its_own_key() {
-        let client = Some([7u8; 16]);
-        assert_eq!(
-            nth_request_id(client, 0),
-            client,
-            "the first write is the client's"
-        );
-        let second = nth_request_id(client, 1);
-        assert!(second.is_some() && second != client);
-        assert_eq!(second, nth_request_id(client, 1), "derived keys are stable");
-        assert_ne!(second, nth_request_id(client, 2));
-        assert_eq!(nth_request_id(None, 3), None);
-    }
 
     #[test]
     fn nodes_may_write_only_their_own_objects() {

@@ -17,12 +17,11 @@
 //! linearizable unless the client passes `resourceVersion=0`; watches are served
 //! from the local store's history.
 
-use super::{read_barrier, write, ApiError, Caller, Consistency, Context};
-use crate::api::selectors::Selector;
-use crate::api::services::{self, Claim};
-use crate::api::store;
+use super::{ApiError, Caller, Context};
+use crate::objects::meta;
 use crate::objects::registry::{self, Resource};
-use crate::objects::{kinds, meta};
+use crate::objects::selectors::Selector;
+use crate::store::{self, Consistency, Deleted, Object, Outcome, Store, Update, WriteOptions};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -30,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Extension;
 use axum::{Json, Router};
-use flotilla_storage::{Command, Compare, CompareOp, Event, EventKind, Op, Revision, Target, Txn};
+use flotilla_storage::{Event, EventKind, Revision};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -193,10 +192,8 @@ async fn serve(
     let req = Request {
         ctx,
         caller,
-        writes: std::sync::atomic::AtomicU32::new(0),
         target: &target,
         query: &query,
-        uri,
         headers,
     };
     match (method, target.name.is_some(), target.sub.as_deref()) {
@@ -248,89 +245,17 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
-struct Request<'a> {
-    ctx: &'a Context,
-    caller: &'a Caller,
-    /// Writes made so far (each gets its own idempotency key).
-    writes: std::sync::atomic::AtomicU32,
-    target: &'a Addressed,
-    query: &'a HashMap<String, String>,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-}
-
 /// Kubernetes' `details` for an object.
 fn details(resource: &Resource, name: &str) -> Value {
     json!({"name": name, "group": resource.group, "kind": resource.plural})
 }
 
-fn not_found(resource: &Resource, name: &str) -> ApiError {
-    let what = if resource.group.is_empty() {
-        resource.plural.to_owned()
-    } else {
-        format!("{}.{}", resource.plural, resource.group)
-    };
-    ApiError::Detailed {
-        code: StatusCode::NOT_FOUND,
-        reason: "NotFound",
-        message: format!("{what} \"{name}\" not found"),
-        details: details(resource, name),
-    }
-}
-
-fn conflict(resource: &Resource, name: &str) -> ApiError {
-    ApiError::Detailed {
-        code: StatusCode::CONFLICT,
-        reason: "Conflict",
-        message: format!(
-            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-            resource.plural
-        ),
-        details: details(resource, name),
-    }
-}
-
-fn invalid(resource: &Resource, name: &str, errors: crate::objects::validate::Errors) -> ApiError {
-    let causes: Vec<Value> = errors
-        .0
-        .iter()
-        .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
-        .collect();
-    let summary: Vec<String> = errors
-        .0
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect();
-    ApiError::Detailed {
-        code: StatusCode::UNPROCESSABLE_ENTITY,
-        reason: "Invalid",
-        message: format!(
-            "{} \"{name}\" is invalid: {}",
-            resource.kind,
-            summary.join(", ")
-        ),
-        details: json!({"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}),
-    }
-}
-
-/// The stored object at `key` with its resourceVersion set, and its mod revision.
-fn load(ctx: &Context, key: &str) -> Result<Option<(Value, Revision)>, ApiError> {
-    let read = ctx.node.engine().get(key.as_bytes(), None)?;
-    match read.value {
-        None => Ok(None),
-        Some(kv) => {
-            let mut obj: Value = serde_json::from_slice(&kv.value)
-                .map_err(|e| ApiError::Internal(format!("stored object {key} is corrupt: {e}")))?;
-            meta::set_resource_version(&mut obj, kv.mod_revision);
-            Ok(Some((obj, kv.mod_revision)))
-        }
-    }
-}
-
-/// How a compare-and-swap went.
-enum Swap {
-    Done(Revision),
-    Lost,
+struct Request<'a> {
+    ctx: &'a Context,
+    caller: &'a Caller,
+    target: &'a Addressed,
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
 }
 
 impl Request<'_> {
@@ -346,6 +271,17 @@ impl Request<'_> {
         self.resource().key(self.target.namespace.as_deref(), name)
     }
 
+    fn store(&self) -> &Store {
+        &self.ctx.store
+    }
+
+    /// The write options of this request: its idempotency key.
+    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        Ok(WriteOptions {
+            request_id: super::request_id(self.headers)?,
+        })
+    }
+
     /// NodeRestriction: a node may write only its own Node and Lease, and
     /// pods bound to it (`current`, for writes to an existing object).
     fn restrict(&self, name: &str, current: Option<&Value>) -> Result<(), ApiError> {
@@ -357,7 +293,7 @@ impl Request<'_> {
             "Lease" => {
                 name == node
                     && self.target.namespace.as_deref()
-                        == Some(crate::controllers::node::LEASE_NAMESPACE)
+                        == Some(crate::objects::registry::LEASE_NAMESPACE)
             }
             "Pod" => current.is_some_and(|p| crate::objects::pod::node_name(p) == Some(node)),
             "Event" => true,
@@ -373,98 +309,10 @@ impl Request<'_> {
         }
     }
 
-    /// The object at `key`, read for a write. A follower redirects at once
-    /// (the write could only be redirected later). The leader reads its own
-    /// state without a read barrier: every write acknowledged to any client
-    /// was applied here first, and the write itself is a compare-and-swap,
-    /// so a stale read costs a retry, never a lost update. When `strict`, the
-    /// barrier is taken: before an answer that rests on the read alone
-    /// (NotFound, a failed precondition, nothing to change), since only the
-    /// barrier proves this member still leads.
-    async fn read_for_write(
-        &self,
-        key: &str,
-        strict: bool,
-    ) -> Result<Option<(Value, Revision)>, ApiError> {
-        super::ensure_leader(self.ctx, self.uri)?;
-        if strict {
-            read_barrier(self.ctx, Consistency::Linearizable).await?;
-        }
-        load(self.ctx, key)
-    }
-
-    /// [`Self::read_for_write`] of an object that must exist: NotFound once
-    /// `strict`, None (read again, strictly) before.
-    async fn existing_for_write(
-        &self,
-        key: &str,
-        name: &str,
-        strict: bool,
-    ) -> Result<Option<(Value, Revision)>, ApiError> {
-        match self.read_for_write(key, strict).await? {
-            Some(found) => Ok(Some(found)),
-            None if strict => Err(not_found(self.resource(), name)),
-            None => Ok(None),
-        }
-    }
-
     fn consistency(&self) -> Consistency {
         match self.query.get("resourceVersion").map(String::as_str) {
             Some("0") => Consistency::Serializable,
             _ => Consistency::Linearizable,
-        }
-    }
-
-    /// Writes `obj` at `key` if the key's mod revision is still `expected`
-    /// (0: the key must not exist). Namespaced creates also require the
-    /// namespace to exist, in the same transaction.
-    async fn swap(
-        &self,
-        key: &str,
-        expected: Revision,
-        obj: Option<&Value>,
-    ) -> Result<Swap, ApiError> {
-        self.swap_with(key, expected, obj, &[]).await
-    }
-
-    /// [`Self::swap`], also taking or releasing range keys (cluster IPs,
-    /// node ports) in the same transaction.
-    async fn swap_with(
-        &self,
-        key: &str,
-        expected: Revision,
-        obj: Option<&Value>,
-        claims: &[Claim],
-    ) -> Result<Swap, ApiError> {
-        let namespace = if self.resource().namespaced {
-            self.target.namespace.as_deref()
-        } else {
-            None
-        };
-        let swap = store::Swap {
-            key,
-            expected,
-            object: obj,
-            namespace,
-            claims,
-        };
-        let n = self
-            .writes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = super::nth_request_id(super::request_id(self.headers)?, n);
-        Ok(match store::swap(self.ctx, self.uri, id, &swap).await? {
-            store::Outcome::Done(revision) => Swap::Done(revision),
-            store::Outcome::Lost => Swap::Lost,
-        })
-    }
-
-    fn namespace_missing(&self) -> ApiError {
-        let ns = self.target.namespace.clone().unwrap_or_default();
-        ApiError::Detailed {
-            code: StatusCode::NOT_FOUND,
-            reason: "NotFound",
-            message: format!("namespaces \"{ns}\" not found"),
-            details: json!({"name": ns, "kind": "namespaces"}),
         }
     }
 
@@ -493,12 +341,22 @@ impl Request<'_> {
             .is_some_and(super::table::wants_table)
     }
 
-    async fn get(&self) -> Result<Response, ApiError> {
-        read_barrier(self.ctx, self.consistency()).await?;
-        match load(self.ctx, &self.key(self.name()))? {
-            Some((obj, _)) => self.render(obj, StatusCode::OK),
-            None => Err(not_found(self.resource(), self.name())),
+    /// The object named by the URL, read as the request's consistency asks.
+    async fn read(&self) -> Result<Value, ApiError> {
+        self.store().barrier(self.consistency()).await?;
+        match self.store().load(&self.key(self.name()))? {
+            Some(object) => Ok(object.value),
+            None => Err(store::Error::NotFound {
+                resource: self.resource(),
+                name: self.name().to_owned(),
+            }
+            .into()),
         }
+    }
+
+    async fn get(&self) -> Result<Response, ApiError> {
+        let obj = self.read().await?;
+        self.render(obj, StatusCode::OK)
     }
 
     fn selectors(&self) -> Result<(Selector, Selector), ApiError> {
@@ -521,29 +379,19 @@ impl Request<'_> {
 
     /// The objects of this resource (in this namespace, if any) matching the
     /// selectors, at the revision read, in key order.
-    fn select(&self, at: Option<Revision>) -> Result<(Vec<Value>, Revision), ApiError> {
+    fn select(&self, at: Option<Revision>) -> Result<(Vec<Object>, Revision), ApiError> {
         let (labels, fields) = self.selectors()?;
-        let prefix = self
-            .resource()
-            .namespace_prefix(self.target.namespace.as_deref());
-        let read = self.ctx.node.engine().range(prefix.as_bytes(), 0, at)?;
-        let mut objects = Vec::with_capacity(read.value.kvs.len());
-        for kv in &read.value.kvs {
-            let Ok(mut obj) = serde_json::from_slice::<Value>(&kv.value) else {
-                tracing::warn!(key = %String::from_utf8_lossy(&kv.key), "skipping a stored object that is not JSON");
-                continue;
-            };
-            if !labels.matches_labels(&meta::labels(&obj)) || !fields.matches_fields(&obj) {
-                continue;
-            }
-            meta::set_resource_version(&mut obj, kv.mod_revision);
-            objects.push(obj);
-        }
-        Ok((objects, read.revision))
+        let (objects, revision) = self.store().list(
+            self.resource(),
+            self.target.namespace.as_deref(),
+            at,
+            |obj| labels.matches_labels(&meta::labels(obj)) && fields.matches_fields(obj),
+        )?;
+        Ok((objects, revision))
     }
 
     async fn list(&self) -> Result<Response, ApiError> {
-        read_barrier(self.ctx, self.consistency()).await?;
+        self.store().barrier(self.consistency()).await?;
         // A continue token carries the revision of the first page and the
         // last key served, so every page reads the same snapshot.
         let (at, after) = match self.query.get("continue").filter(|c| !c.is_empty()) {
@@ -555,12 +403,7 @@ impl Request<'_> {
         };
         let (mut objects, revision) = self.select(at)?;
         if let Some(after) = &after {
-            objects.retain(|o| {
-                let key = self
-                    .resource()
-                    .key(meta::namespace(o), meta::name(o).unwrap_or(""));
-                key.as_str() > after.as_str()
-            });
+            objects.retain(|o| o.key.as_str() > after.as_str());
         }
         let limit: usize = self
             .query
@@ -571,12 +414,10 @@ impl Request<'_> {
         if limit > 0 && objects.len() > limit {
             objects.truncate(limit);
             if let Some(last) = objects.last() {
-                let key = self
-                    .resource()
-                    .key(meta::namespace(last), meta::name(last).unwrap_or(""));
-                list_meta["continue"] = json!(encode_continue(revision, &key));
+                list_meta["continue"] = json!(encode_continue(revision, &last.key));
             }
         }
+        let objects: Vec<Value> = objects.into_iter().map(Object::into_value).collect();
         if self.wants_table() {
             let table = super::table::table(
                 self.resource().plural,
@@ -653,32 +494,24 @@ impl Request<'_> {
         Ok(())
     }
 
-    fn validate(&self, obj: &Value) -> Result<(), ApiError> {
-        // kubectl asks for strict field validation by default: a field the
-        // type does not have is a typo the user wants to hear about.
-        if self.query.get("fieldValidation").map(String::as_str) == Some("Strict") {
-            let unknown = super::openapi::unknown_fields(self.resource(), obj);
-            if !unknown.is_empty() {
-                let fields: Vec<String> = unknown
-                    .iter()
-                    .map(|f| format!("unknown field {f:?}"))
-                    .collect();
-                return Err(ApiError::BadRequest(format!(
-                    "strict decoding error: {}",
-                    fields.join(", ")
-                )));
-            }
+    /// kubectl asks for strict field validation by default: a field the
+    /// type does not have is a typo the user wants to hear about.
+    fn check_fields(&self, obj: &Value) -> Result<(), ApiError> {
+        if self.query.get("fieldValidation").map(String::as_str) != Some("Strict") {
+            return Ok(());
         }
-        let errors = kinds::validate(self.resource(), obj);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(invalid(
-                self.resource(),
-                meta::name(obj).unwrap_or(""),
-                errors,
-            ))
+        let unknown = super::openapi::unknown_fields(self.resource(), obj);
+        if unknown.is_empty() {
+            return Ok(());
         }
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
+        Err(ApiError::BadRequest(format!(
+            "strict decoding error: {}",
+            fields.join(", ")
+        )))
     }
 
     async fn create(&self, mut obj: Value) -> Result<Response, ApiError> {
@@ -690,95 +523,13 @@ impl Request<'_> {
             )));
         }
         self.check_identity(&mut obj, None)?;
-        if meta::name(&obj).is_none() {
-            if let Some(prefix) = meta::meta_str(&obj, "generateName").map(str::to_owned) {
-                let suffix: String = crate::security::random_string(5);
-                if let Some(m) = meta::metadata_mut(&mut obj) {
-                    m.insert("name".into(), json!(format!("{prefix}{suffix}")));
-                }
-            }
-        }
-        kinds::default(self.resource(), &mut obj);
-        self.validate(&obj)?;
+        self.check_fields(&obj)?;
         self.restrict(meta::name(&obj).unwrap_or(""), None)?;
-        meta::on_create(&mut obj, meta::now());
-        let name = meta::name(&obj).unwrap_or("").to_owned();
-        let owner = format!("{}/{name}", self.target.namespace.as_deref().unwrap_or(""));
-        let key = self.key(&name);
-        // A Service's random IP or node port may be taken: try a few.
-        for _ in 0..ALLOCATION_ATTEMPTS {
-            let mut candidate = obj.clone();
-            let claims = if self.resource().kind == "Service" {
-                services::allocate(&mut candidate, &owner)
-            } else {
-                Vec::new()
-            };
-            match self.swap_with(&key, 0, Some(&candidate), &claims).await? {
-                Swap::Done(revision) => {
-                    meta::set_resource_version(&mut candidate, revision);
-                    return self.render(candidate, StatusCode::CREATED);
-                }
-                Swap::Lost => {
-                    if load(self.ctx, &key)?.is_some() {
-                        return Err(ApiError::Detailed {
-                            code: StatusCode::CONFLICT,
-                            reason: "AlreadyExists",
-                            message: format!(
-                                "{} \"{name}\" already exists",
-                                self.resource().plural
-                            ),
-                            details: details(self.resource(), &name),
-                        });
-                    }
-                    if self.resource().namespaced && !self.namespace_exists()? {
-                        return Err(self.namespace_missing());
-                    }
-                    if claims.is_empty() {
-                        return Err(conflict(self.resource(), &name));
-                    }
-                }
-            }
-        }
-        let mut errors = crate::objects::validate::Errors::default();
-        errors.invalid(
-            "spec",
-            format!("the cluster IP or a node port is already allocated (service range {}, node ports {}-{})",
-                services::SERVICE_CIDR, services::NODE_PORTS.start(), services::NODE_PORTS.end()),
-        );
-        Err(invalid(self.resource(), &name, errors))
-    }
-
-    fn namespace_exists(&self) -> Result<bool, ApiError> {
-        let Some(ns) = &self.target.namespace else {
-            return Ok(true);
-        };
-        let key = registry::by_kind("Namespace")
-            .map(|r| r.key(None, ns))
-            .unwrap_or_default();
-        Ok(self
-            .ctx
-            .node
-            .engine()
-            .get(key.as_bytes(), None)?
-            .value
-            .is_some())
-    }
-
-    /// The range keys an update of `current` into `next` takes or gives back.
-    fn update_claims(&self, current: &Value, next: &mut Value) -> Result<Vec<Claim>, ApiError> {
-        if self.resource().kind != "Service" {
-            return Ok(Vec::new());
-        }
-        let owner = format!(
-            "{}/{}",
-            self.target.namespace.as_deref().unwrap_or(""),
-            self.name()
-        );
-        services::reallocate(current, next, &owner).map_err(|message| {
-            let mut errors = crate::objects::validate::Errors::default();
-            errors.invalid("spec.clusterIP", message);
-            invalid(self.resource(), self.name(), errors)
-        })
+        let created = self
+            .store()
+            .create(self.resource(), obj, &self.write_options()?)
+            .await?;
+        self.render(created, StatusCode::CREATED)
     }
 
     /// Turns the client's new version into the object to store, given the
@@ -791,8 +542,9 @@ impl Request<'_> {
     ) -> Result<Value, ApiError> {
         let name = self.name().to_owned();
         self.check_identity(&mut new, Some(&name))?;
+        self.check_fields(&new)?;
         let has_status = self.resource().subresources.contains(&"status");
-        let mut next = match sub {
+        Ok(match sub {
             Some("status") => {
                 // Only status changes through /status.
                 let mut next = current.clone();
@@ -807,41 +559,50 @@ impl Request<'_> {
                 }
                 new
             }
-        };
-        meta::on_update(current, &mut next);
-        kinds::default(self.resource(), &mut next);
-        self.validate(&next)?;
-        Ok(next)
+        })
+    }
+
+    /// Reads, changes and writes the addressed object through the store's
+    /// one update pipeline; `change` sees the current object and its
+    /// revision.
+    async fn guaranteed_update(
+        &self,
+        always_write: bool,
+        mut change: impl FnMut(&Object) -> Result<Update, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let key = self.key(self.name());
+        self.store()
+            .guaranteed_update(
+                self.resource(),
+                &key,
+                &self.write_options()?,
+                always_write,
+                |current| {
+                    self.restrict(self.name(), Some(&current.value))?;
+                    change(current)
+                },
+            )
+            .await
     }
 
     async fn update(&self, new: Value, sub: Option<&str>) -> Result<Response, ApiError> {
         if sub == Some("scale") {
             return self.update_scale(|_| Ok(new.clone())).await;
         }
-        let key = self.key(self.name());
         let wanted = meta::resource_version(&new);
-        // First from the leader's state; a failure is confirmed under the barrier.
-        for strict in [false, true] {
-            let Some((current, revision)) =
-                self.existing_for_write(&key, self.name(), strict).await?
-            else {
-                continue;
-            };
-            self.restrict(self.name(), Some(&current))?;
-            if wanted.is_some_and(|w| w != revision) {
-                if strict {
-                    return Err(conflict(self.resource(), self.name()));
+        let stored = self
+            .guaranteed_update(true, |current| {
+                if wanted.is_some_and(|w| w != current.revision) {
+                    return Ok(Update::Conflict);
                 }
-                continue;
-            }
-            let mut next = self.merge_for(&current, new.clone(), sub)?;
-            let claims = self.update_claims(&current, &mut next)?;
-            if let Swap::Done(rev) = self.swap_with(&key, revision, Some(&next), &claims).await? {
-                meta::set_resource_version(&mut next, rev);
-                return self.render(next, StatusCode::OK);
-            }
-        }
-        Err(conflict(self.resource(), self.name()))
+                Ok(Update::Write(self.merge_for(
+                    &current.value,
+                    new.clone(),
+                    sub,
+                )?))
+            })
+            .await?;
+        self.render(stored, StatusCode::OK)
     }
 
     async fn patch(
@@ -881,37 +642,21 @@ impl Request<'_> {
         if sub == Some("scale") {
             return self.update_scale(apply).await;
         }
-        let key = self.key(self.name());
-        // Retry on a lost race: the patch applies to whatever is current.
-        for attempt in 0..RACE_RETRIES {
-            let strict = attempt > 0;
-            let Some((current, revision)) =
-                self.existing_for_write(&key, self.name(), strict).await?
-            else {
-                continue;
-            };
-            self.restrict(self.name(), Some(&current))?;
-            let patched = apply(&current)?;
-            if meta::resource_version(&patched).is_some_and(|rv| rv != revision) {
-                if strict {
-                    return Err(conflict(self.resource(), self.name()));
+        // The patch applies to whatever is current, retried on a lost race.
+        let stored = self
+            .guaranteed_update(false, |current| {
+                let patched = apply(&current.value)?;
+                if meta::resource_version(&patched).is_some_and(|rv| rv != current.revision) {
+                    return Ok(Update::Conflict);
                 }
-                continue;
-            }
-            let mut next = self.merge_for(&current, patched, sub)?;
-            let claims = self.update_claims(&current, &mut next)?;
-            if next == current {
-                if strict {
-                    return self.render(current, StatusCode::OK);
-                }
-                continue;
-            }
-            if let Swap::Done(rev) = self.swap_with(&key, revision, Some(&next), &claims).await? {
-                meta::set_resource_version(&mut next, rev);
-                return self.render(next, StatusCode::OK);
-            }
-        }
-        Err(conflict(self.resource(), self.name()))
+                Ok(Update::Write(self.merge_for(
+                    &current.value,
+                    patched,
+                    sub,
+                )?))
+            })
+            .await?;
+        self.render(stored, StatusCode::OK)
     }
 
     fn scale_of(&self, obj: &Value) -> Value {
@@ -940,11 +685,8 @@ impl Request<'_> {
     }
 
     async fn get_scale(&self) -> Result<Response, ApiError> {
-        read_barrier(self.ctx, self.consistency()).await?;
-        match load(self.ctx, &self.key(self.name()))? {
-            Some((obj, _)) => Ok(Json(self.scale_of(&obj)).into_response()),
-            None => Err(not_found(self.resource(), self.name())),
-        }
+        let obj = self.read().await?;
+        Ok(Json(self.scale_of(&obj)).into_response())
     }
 
     /// Applies a change to the Scale view and writes spec.replicas back.
@@ -952,47 +694,37 @@ impl Request<'_> {
         &self,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Response, ApiError> {
-        let key = self.key(self.name());
-        for attempt in 0..RACE_RETRIES {
-            let strict = attempt > 0;
-            let Some((current, revision)) =
-                self.existing_for_write(&key, self.name(), strict).await?
-            else {
-                continue;
-            };
-            let scale = change(&self.scale_of(&current))?;
-            if meta::resource_version(&scale).is_some_and(|rv| rv != revision) {
-                if strict {
-                    return Err(conflict(self.resource(), self.name()));
+        let stored = self
+            .guaranteed_update(true, |current| {
+                let scale = change(&self.scale_of(&current.value))?;
+                if meta::resource_version(&scale).is_some_and(|rv| rv != current.revision) {
+                    return Ok(Update::Conflict);
                 }
-                continue;
-            }
-            let replicas = match scale["spec"]["replicas"].as_i64() {
-                Some(n) if n >= 0 => n,
-                _ => {
-                    let mut errors = crate::objects::validate::Errors::default();
-                    errors.invalid("spec.replicas", "must be a non-negative integer");
-                    return Err(invalid(self.resource(), self.name(), errors));
-                }
-            };
-            let mut next = current.clone();
-            next["spec"]["replicas"] = json!(replicas);
-            meta::on_update(&current, &mut next);
-            if let Swap::Done(rev) = self.swap(&key, revision, Some(&next)).await? {
-                meta::set_resource_version(&mut next, rev);
-                return Ok(Json(self.scale_of(&next)).into_response());
-            }
-        }
-        Err(conflict(self.resource(), self.name()))
+                let replicas = match scale["spec"]["replicas"].as_i64() {
+                    Some(n) if n >= 0 => n,
+                    _ => {
+                        let mut errors = crate::objects::validate::Errors::default();
+                        errors.invalid("spec.replicas", "must be a non-negative integer");
+                        return Err(store::Error::Invalid {
+                            resource: self.resource(),
+                            name: self.name().to_owned(),
+                            errors,
+                        }
+                        .into());
+                    }
+                };
+                let mut next = current.value.clone();
+                next["spec"]["replicas"] = json!(replicas);
+                Ok(Update::Write(next))
+            })
+            .await?;
+        Ok(Json(self.scale_of(&stored)).into_response())
     }
 
     /// `pods/NAME/log`: the container's output, fetched from the agent of
     /// the pod's node (as kube-apiserver fetches it from the kubelet).
     async fn logs(&self) -> Result<Response, ApiError> {
-        read_barrier(self.ctx, self.consistency()).await?;
-        let Some((pod, _)) = load(self.ctx, &self.key(self.name()))? else {
-            return Err(not_found(self.resource(), self.name()));
-        };
+        let pod = self.read().await?;
         let Some(node) = crate::objects::pod::node_name(&pod) else {
             return Err(ApiError::BadRequest(format!(
                 "pod {} is not scheduled to a node yet: it has no logs",
@@ -1022,8 +754,10 @@ impl Request<'_> {
         };
         let nodes = registry::by_kind("Node")
             .ok_or_else(|| ApiError::Internal("Node is not served".into()))?;
-        let node_obj = load(self.ctx, &nodes.key(None, node))?
-            .map(|(n, _)| n)
+        let node_obj = self
+            .store()
+            .load(&nodes.key(None, node))?
+            .map(Object::into_value)
             .ok_or_else(|| {
                 ApiError::Unavailable(format!("node {node} is gone; its logs went with it"))
             })?;
@@ -1106,14 +840,25 @@ impl Request<'_> {
         if node.is_empty() {
             let mut errors = crate::objects::validate::Errors::default();
             errors.required("target.name");
-            return Err(invalid(self.resource(), self.name(), errors));
+            return Err(store::Error::Invalid {
+                resource: self.resource(),
+                name: self.name().to_owned(),
+                errors,
+            }
+            .into());
         }
         let key = self.key(self.name());
         // The binding subresource's rule needs a fresh view: always strict.
-        let Some((current, revision)) = self.read_for_write(&key, true).await? else {
-            return Err(not_found(self.resource(), self.name()));
+        self.store().ensure_leader()?;
+        self.store().barrier(Consistency::Linearizable).await?;
+        let Some(current) = self.store().load(&key)? else {
+            return Err(store::Error::NotFound {
+                resource: self.resource(),
+                name: self.name().to_owned(),
+            }
+            .into());
         };
-        if current["spec"]["nodeName"]
+        if current.value["spec"]["nodeName"]
             .as_str()
             .is_some_and(|n| !n.is_empty())
         {
@@ -1123,20 +868,24 @@ impl Request<'_> {
                 message: format!(
                     "pod {} is already assigned to node {:?}",
                     self.name(),
-                    current["spec"]["nodeName"]
+                    current.value["spec"]["nodeName"]
                 ),
                 details: details(self.resource(), self.name()),
             });
         }
-        let mut next = current.clone();
+        let mut next = current.value.clone();
         next["spec"]["nodeName"] = json!(node);
-        match self.swap(&key, revision, Some(&next)).await? {
-            Swap::Done(_) => Ok((
+        match self.store().swap_raw(&current, &next).await? {
+            Outcome::Done(_) => Ok((
                 StatusCode::CREATED,
                 Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})),
             )
                 .into_response()),
-            Swap::Lost => Err(conflict(self.resource(), self.name())),
+            Outcome::Lost => Err(store::Error::Conflict {
+                resource: self.resource(),
+                name: self.name().to_owned(),
+            }
+            .into()),
         }
     }
 
@@ -1165,9 +914,10 @@ impl Request<'_> {
     async fn delete(&self, body: &Bytes) -> Result<Response, ApiError> {
         let options = self.delete_options(body)?;
         let name = self.name().to_owned();
-        self.delete_named(&name, &options)
-            .await
-            .and_then(|(obj, code)| self.render(obj, code))
+        let (obj, code) = self
+            .delete_named(&name, &options, &self.write_options()?)
+            .await?;
+        self.render(obj, code)
     }
 
     /// Deletes object `name` (gracefully where that applies); the object as
@@ -1176,67 +926,43 @@ impl Request<'_> {
         &self,
         name: &str,
         options: &DeleteOptions,
+        opts: &WriteOptions,
     ) -> Result<(Value, StatusCode), ApiError> {
-        let key = self.key(name);
-        for attempt in 0..RACE_RETRIES {
-            let strict = attempt > 0;
-            let Some((current, revision)) = self.existing_for_write(&key, name, strict).await?
-            else {
-                continue;
-            };
-            self.restrict(name, Some(&current))?;
-            if let Some(precondition) = &options.precondition {
-                if *precondition != revision.to_string() {
-                    if strict {
-                        return Err(conflict(self.resource(), name));
-                    }
-                    continue;
-                }
-            }
-            // A pod bound to a node goes gracefully: it is marked, and its
-            // agent removes it (with grace 0) once its containers stopped.
-            // Orphan and foreground propagation mark the owner with a
-            // finalizer the garbage collector works off.
-            match store::deletion(
+        // A pod bound to a node goes gracefully: it is marked, and its agent
+        // removes it (with grace 0) once its containers stopped. Orphan and
+        // foreground propagation mark the owner with a finalizer the garbage
+        // collector works off.
+        let deleted = self
+            .store()
+            .delete(
                 self.resource(),
-                &current,
+                &self.key(name),
+                opts,
                 options.grace,
                 options.propagation.finalizers(),
-                meta::now(),
-            ) {
-                store::Deletion::AlreadyMarked => {
-                    if strict {
-                        return Ok((current, StatusCode::ACCEPTED));
+                |current| {
+                    self.restrict(name, Some(&current.value))?;
+                    if let Some(precondition) = &options.precondition {
+                        if *precondition != current.revision.to_string() {
+                            return Ok::<bool, ApiError>(false);
+                        }
                     }
-                    continue;
-                }
-                store::Deletion::Mark(mut next) => {
-                    if let Swap::Done(rev) = self.swap(&key, revision, Some(&next)).await? {
-                        meta::set_resource_version(&mut next, rev);
-                        return Ok((next, StatusCode::ACCEPTED));
-                    }
-                    continue;
-                }
-                store::Deletion::Remove => {}
-            }
-            let claims = match self.resource().kind {
-                "Service" => services::release(&current),
-                // Deleting a Node revokes its agent's credential.
-                "Node" => vec![Claim::Release {
-                    key: crate::security::nodes::key(name),
-                }],
-                _ => Vec::new(),
-            };
-            if let Swap::Done(_) = self.swap_with(&key, revision, None, &claims).await? {
-                return Ok((current, StatusCode::OK));
-            }
-        }
-        Err(conflict(self.resource(), name))
+                    Ok(true)
+                },
+            )
+            .await?;
+        Ok(match deleted {
+            Deleted::Removed(obj) => (obj, StatusCode::OK),
+            Deleted::Marked(obj) => (obj, StatusCode::ACCEPTED),
+        })
     }
 
     /// Deletes every selected object as one DELETE of each would —
     /// gracefully where that applies, retrying lost races — and lists them
-    /// as deleted or marked. Objects gone meanwhile are skipped.
+    /// as deleted or marked. Objects gone meanwhile are skipped. Each
+    /// object's delete carries its own idempotency key, derived from the
+    /// request's and the object's, so a retried collection delete answers
+    /// for each object what its first attempt did.
     async fn delete_collection(&self, body: &Bytes) -> Result<Response, ApiError> {
         if self.resource().namespaced && self.target.namespace.is_none() {
             return Err(ApiError::BadRequest(format!(
@@ -1246,12 +972,15 @@ impl Request<'_> {
             )));
         }
         let options = self.delete_options(body)?;
-        read_barrier(self.ctx, Consistency::Linearizable).await?;
+        let opts = self.write_options()?;
+        self.store().barrier(Consistency::Linearizable).await?;
         let (objects, _) = self.select(None)?;
         let mut items = Vec::with_capacity(objects.len());
         for obj in &objects {
-            let name = meta::name(obj).unwrap_or("").to_owned();
-            match self.delete_named(&name, &options).await {
+            match self
+                .delete_named(obj.name(), &options, &opts.for_member(&obj.key))
+                .await
+            {
                 Ok((deleted, _)) => items.push(deleted),
                 Err(ApiError::Detailed { code, .. }) if code == StatusCode::NOT_FOUND => {}
                 Err(e) => return Err(e),
@@ -1268,8 +997,11 @@ impl Request<'_> {
 
     /// `?watch=true`: newline-delimited WatchEvents from `resourceVersion`
     /// (absent or "0": the current objects as ADDED first, then changes).
+    ///
+    /// With a label or field selector, an object that stops matching is sent
+    /// as DELETED and one that starts matching as ADDED, as Kubernetes'
+    /// watch cache does: a put event carries the value before it.
     async fn watch(&self) -> Result<Response, ApiError> {
-        let engine = self.ctx.node.engine().clone();
         let (labels, fields) = self.selectors()?;
         let prefix = self
             .resource()
@@ -1299,8 +1031,8 @@ impl Request<'_> {
                 revision
             }
         };
+        let mut cursor = self.store().cursor(prefix, start);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
-        let mut revisions = self.ctx.node.revisions();
         let line = move |kind: &str, obj: Value| -> Bytes {
             let object = match table {
                 Some(include) => super::table::table(
@@ -1325,20 +1057,36 @@ impl Request<'_> {
             bytes.push(b'\n');
             Bytes::from(bytes)
         };
+        let selects = move |obj: &Value| {
+            labels.matches_labels(&meta::labels(obj)) && fields.matches_fields(obj)
+        };
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + timeout;
             for obj in initial {
-                if tx.send(Ok(line("ADDED", obj))).await.is_err() {
+                if tx.send(Ok(line("ADDED", obj.value))).await.is_err() {
                     return;
                 }
             }
-            let mut last = start;
             let mut bookmark_at = tokio::time::Instant::now() + BOOKMARK_INTERVAL;
             loop {
-                let seen_upto = engine.revision();
-                let events = match engine.events(prefix.as_bytes(), last, WATCH_BATCH) {
+                let delivered = cursor.position();
+                let events = tokio::select! {
+                    events = cursor.next() => events,
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep_until(deadline) => return,
+                    () = tokio::time::sleep_until(bookmark_at), if bookmarks => {
+                        bookmark_at = tokio::time::Instant::now() + BOOKMARK_INTERVAL;
+                        let mark = json!({"kind": resource.kind, "apiVersion": resource.api_version(),
+                            "metadata": {"resourceVersion": delivered.to_string()}});
+                        if tx.send(Ok(line("BOOKMARK", mark))).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let events = match events {
                     Ok(events) => events,
-                    Err(flotilla_storage::Error::Compacted {
+                    Err(store::Error::Compacted {
                         requested,
                         compacted,
                     }) => {
@@ -1351,34 +1099,11 @@ impl Request<'_> {
                     }
                 };
                 for event in &events {
-                    last = last.max(event.kv.mod_revision);
-                    let Some((kind, obj)) = watch_event(event) else {
+                    let Some((kind, obj)) = watch_event(event, &selects) else {
                         continue;
                     };
-                    if !labels.matches_labels(&meta::labels(&obj)) || !fields.matches_fields(&obj) {
-                        continue;
-                    }
                     if tx.send(Ok(line(kind, obj))).await.is_err() {
                         return;
-                    }
-                }
-                if events.len() < WATCH_BATCH {
-                    last = last.max(seen_upto);
-                }
-                if !events.is_empty() {
-                    continue;
-                }
-                tokio::select! {
-                    changed = revisions.changed() => if changed.is_err() { return },
-                    () = tx.closed() => return,
-                    () = tokio::time::sleep_until(deadline) => return,
-                    () = tokio::time::sleep_until(bookmark_at), if bookmarks => {
-                        bookmark_at = tokio::time::Instant::now() + BOOKMARK_INTERVAL;
-                        let mark = json!({"kind": resource.kind, "apiVersion": resource.api_version(),
-                            "metadata": {"resourceVersion": last.to_string()}});
-                        if tx.send(Ok(line("BOOKMARK", mark))).await.is_err() {
-                            return;
-                        }
                     }
                 }
             }
@@ -1446,40 +1171,40 @@ impl Propagation {
     }
 }
 
-/// How often a patch, scale or delete without a resourceVersion
-/// precondition is retried when another writer (a controller updating
-/// status, say) changed the object between its read and its write. Such a
-/// request has nothing to conflict with, so it retries — as kube-apiserver's
-/// GuaranteedUpdate does — rather than answer 409 after a short burst.
-const RACE_RETRIES: usize = 64;
-
-/// Random cluster IPs / node ports tried before a create gives up.
-const ALLOCATION_ATTEMPTS: usize = 8;
-
 /// How often an idle watch that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
-/// Events read from history per round.
-const WATCH_BATCH: usize = 1000;
 
-/// A store event as a Kubernetes watch event (None if the value is not JSON).
-fn watch_event(event: &Event) -> Option<(&'static str, Value)> {
+/// A store event as a Kubernetes watch event for a watcher that sees only
+/// the objects `selects` accepts: an object entering the selection is ADDED,
+/// one leaving it DELETED (with its previous content at the event's
+/// revision), as kube-apiserver's watch cache does. None when the watcher
+/// sees nothing (or the value is not JSON).
+fn watch_event(event: &Event, selects: impl Fn(&Value) -> bool) -> Option<(&'static str, Value)> {
+    let revision = event.kv.mod_revision;
+    let decode = |kv: &flotilla_storage::KeyValue| -> Option<Value> {
+        let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
+        meta::set_resource_version(&mut obj, revision);
+        Some(obj)
+    };
+    let before = event.prev_kv.as_ref().and_then(decode);
     match event.kind {
         EventKind::Put => {
-            let mut obj: Value = serde_json::from_slice(&event.kv.value).ok()?;
-            meta::set_resource_version(&mut obj, event.kv.mod_revision);
-            let kind = if event.kv.version == 1 {
-                "ADDED"
-            } else {
-                "MODIFIED"
+            let now = decode(&event.kv)?;
+            let passes_now = selects(&now);
+            // History written before put events carried the previous value:
+            // an update is then taken to have matched as it matches now.
+            let passed = match &before {
+                Some(before) => selects(before),
+                None => event.kv.version > 1 && passes_now,
             };
-            Some((kind, obj))
+            match (passed, passes_now) {
+                (true, true) => Some(("MODIFIED", now)),
+                (false, true) => Some(("ADDED", now)),
+                (true, false) => before.map(|b| ("DELETED", b)),
+                (false, false) => None,
+            }
         }
-        EventKind::Delete => {
-            let prev = event.prev_kv.as_ref()?;
-            let mut obj: Value = serde_json::from_slice(&prev.value).ok()?;
-            meta::set_resource_version(&mut obj, event.kv.mod_revision);
-            Some(("DELETED", obj))
-        }
+        EventKind::Delete => before.filter(|b| selects(b)).map(|b| ("DELETED", b)),
     }
 }
 
@@ -1509,26 +1234,15 @@ pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-node-l
 pub async fn ensure_namespace(ctx: &Context, name: &str) -> Result<(), ApiError> {
     let resource = registry::by_kind("Namespace")
         .ok_or_else(|| ApiError::Internal("Namespace is not registered".into()))?;
-    let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    kinds::default(resource, &mut obj);
-    meta::on_create(&mut obj, meta::now());
-    let key = resource.key(None, name);
-    let command = Command::Txn(Txn {
-        compare: vec![Compare {
-            key: key.clone().into_bytes(),
-            target: Target::CreateRevision(0),
-            op: CompareOp::Equal,
-        }],
-        success: vec![Op::Put {
-            key: key.into_bytes(),
-            value: store::stored_bytes(&obj)?,
-        }],
-        failure: vec![],
-    });
-    let uri = Uri::from_static("/api/v1/namespaces");
-    write(ctx, &uri, &HeaderMap::new(), command)
+    let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    match ctx
+        .store
+        .create(resource, obj, &WriteOptions::default())
         .await
-        .map(|_| ())
+    {
+        Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

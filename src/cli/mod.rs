@@ -73,7 +73,7 @@ pub struct MemberFlags {
 impl MemberFlags {
     fn options(&self) -> master::Options {
         master::Options {
-            settings: crate::controllers::Settings::default(),
+            settings: crate::store::settings::Settings::default(),
             agent: None,
             data_dir: self.data_dir.clone(),
             listen: self.listen.clone(),
@@ -353,7 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pod_eviction_timeout,
         } => {
             let mut options = member.options();
-            options.settings = crate::controllers::Settings {
+            options.settings = crate::store::settings::Settings {
                 node_monitor_grace_period: *node_monitor_grace_period,
                 pod_eviction_timeout: *pod_eviction_timeout,
             };

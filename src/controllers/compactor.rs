@@ -5,9 +5,8 @@
 //! one interval of history to resume from, and the history does not grow
 //! without bound. A watch from an older revision gets 410 Gone and lists again.
 
-use crate::api::Context;
+use crate::store::Store;
 use flotilla_storage::{Command, Request};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 pub const INTERVAL: Duration = Duration::from_secs(300);
 
 /// Runs until `stop`.
-pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
+pub async fn run(ctx: Store, stop: CancellationToken) {
     let mut previous: Option<i64> = None;
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
@@ -23,13 +22,13 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        let current = ctx.node.engine().revision();
-        if let Some(revision) = previous.filter(|r| *r > ctx.node.engine().compact_revision()) {
+        let current = ctx.node().engine().revision();
+        if let Some(revision) = previous.filter(|r| *r > ctx.node().engine().compact_revision()) {
             let request = Request {
                 id: None,
                 command: Command::Compact { revision },
             };
-            match ctx.node.write(request).await {
+            match ctx.node().write(request).await {
                 Ok(_) => tracing::info!(revision, "compacted the store's history"),
                 Err(e) => tracing::debug!("compaction failed: {e}"),
             }

@@ -22,13 +22,14 @@
 //! conditions (Progressing turns False with ProgressDeadlineExceeded when no
 //! progress was made for `progressDeadlineSeconds`).
 
-use super::events::{Recorder, Severity};
-use super::informer::{Cache, Change, Object, Snapshot};
 use super::reconciler::{Action, Reconciler};
-use super::writes::{served, Writer};
-use crate::api::store::Outcome;
-use crate::api::{ApiError, Context};
 use crate::objects::{meta, owner, pod};
+use crate::store::events::{Recorder, Severity};
+use crate::store::informer::{Cache, Change, Snapshot};
+use crate::store::Object;
+use crate::store::Outcome;
+use crate::store::{served, Writer};
+use crate::store::{Error as StoreError, Store};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -185,7 +186,7 @@ fn rolling_step(deployment: &Value, new: &Plan, old: &[Plan]) -> (i64, Vec<i64>)
 
 impl Controller {
     /// A controller writing through `ctx`, reading `cache`.
-    pub fn new(ctx: Arc<Context>, cache: Cache) -> Controller {
+    pub fn new(ctx: Store, cache: Cache) -> Controller {
         let writer = Writer::new(ctx);
         Controller {
             recorder: Recorder::new(writer.clone(), "deployment-controller"),
@@ -239,7 +240,7 @@ impl Controller {
     }
 
     /// Sets a ReplicaSet's replicas; whether it was written.
-    async fn scale(&self, d: &Object, rs: &Object, size: i64) -> Result<bool, ApiError> {
+    async fn scale(&self, d: &Object, rs: &Object, size: i64) -> Result<bool, StoreError> {
         if replicas(&rs.value) == size {
             return Ok(false);
         }
@@ -385,7 +386,7 @@ impl Reconciler for Controller {
         }
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Action, ApiError> {
+    async fn reconcile(&self, key: &str) -> Result<Action, StoreError> {
         let Some(d) = self.cache.read(|s| s.get("deployments", key).cloned()) else {
             return Ok(Action::Done);
         };

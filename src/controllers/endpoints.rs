@@ -8,12 +8,12 @@
 //! port resolved per pod; pods that resolve the ports alike share a subset.
 //! Services without a selector keep whatever Endpoints users write.
 
-use super::informer::{Cache, Change, Snapshot};
 use super::reconciler::{Action, Reconciler};
-use super::writes::{served, Writer};
-use crate::api::selectors::Selector;
-use crate::api::{ApiError, Context};
+use crate::objects::selectors::Selector;
 use crate::objects::{meta, pod};
+use crate::store::informer::{Cache, Change, Snapshot};
+use crate::store::{served, Writer};
+use crate::store::{Error as StoreError, Store};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -115,7 +115,7 @@ pub fn subsets(service: &Value, pods: &[&Value]) -> Value {
 
 impl Controller {
     /// A controller writing through `ctx`, reading `cache`.
-    pub fn new(ctx: Arc<Context>, cache: Cache) -> Controller {
+    pub fn new(ctx: Store, cache: Cache) -> Controller {
         Controller {
             writer: Writer::new(ctx),
             cache,
@@ -158,7 +158,7 @@ impl Reconciler for Controller {
         }
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Action, ApiError> {
+    async fn reconcile(&self, key: &str) -> Result<Action, StoreError> {
         let (service, existing) = self.cache.read(|s| {
             let service = s.get("services", key).cloned();
             let endpoints_key = key.replacen("/registry/services/", "/registry/endpoints/", 1);
@@ -174,7 +174,7 @@ impl Reconciler for Controller {
         let Some(selector) = selector_of(&service.value) else {
             return Ok(Action::Done);
         };
-        let pods: Vec<Arc<super::informer::Object>> = self.cache.read(|s| {
+        let pods: Vec<Arc<crate::store::Object>> = self.cache.read(|s| {
             s.in_namespace("pods", service.namespace())
                 .filter(|p| selector.matches_labels(&meta::labels(&p.value)))
                 .cloned()

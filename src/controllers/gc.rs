@@ -14,13 +14,14 @@
 //!   (pods bound to a node excepted: their agent confirms, or the pod reaper
 //!   removes them when their grace period runs out).
 //!
-//! It also removes Events older than [`super::events::TTL`].
+//! It also removes Events older than [`crate::store::events::TTL`].
 
-use super::informer::{Cache, Change, Object, Snapshot};
 use super::reconciler::{self, Action, Reconciler};
-use super::writes::Writer;
-use crate::api::{ApiError, Context};
 use crate::objects::{meta, owner, pod, registry, Resource};
+use crate::store::informer::{Cache, Change, Snapshot};
+use crate::store::Object;
+use crate::store::Writer;
+use crate::store::{Error as StoreError, Store};
 use flotilla_storage::{Op, Request, Target};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -45,11 +46,11 @@ fn item(resource: &str, key: &str) -> String {
     format!("{resource} {key}")
 }
 
-fn resource_of(plural: &str) -> Result<&'static Resource, ApiError> {
+fn resource_of(plural: &str) -> Result<&'static Resource, StoreError> {
     registry::RESOURCES
         .iter()
         .find(|r| r.plural == plural)
-        .ok_or_else(|| ApiError::Internal(format!("{plural} is not served")))
+        .ok_or_else(|| StoreError::Unserved(plural.to_owned()))
 }
 
 fn finalizers(obj: &Value) -> Vec<&str> {
@@ -61,7 +62,7 @@ fn finalizers(obj: &Value) -> Vec<&str> {
 
 impl Controller {
     /// A collector writing through `ctx`, reading `cache`.
-    pub fn new(ctx: Arc<Context>, cache: Cache) -> Controller {
+    pub fn new(ctx: Store, cache: Cache) -> Controller {
         Controller {
             writer: Writer::new(ctx),
             cache,
@@ -85,10 +86,10 @@ impl Controller {
     /// Removes `finalizer` from `obj`; deletes it when none is left.
     async fn finish(
         &self,
-        resource: &Resource,
+        resource: &'static Resource,
         obj: &Object,
         finalizer: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let mut next = obj.value.clone();
         let left: Vec<Value> = finalizers(&obj.value)
             .into_iter()
@@ -107,9 +108,9 @@ impl Controller {
     /// Deletes a dependent of an owner deleted in the foreground.
     async fn delete_in_foreground(
         &self,
-        resource: &Resource,
+        resource: &'static Resource,
         dep: &Object,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         if resource.kind == "Pod" || pod::is_terminating(&dep.value) {
             self.writer.delete(resource, dep).await?;
             return Ok(());
@@ -184,7 +185,7 @@ impl Reconciler for Controller {
         }
     }
 
-    async fn reconcile(&self, work: &str) -> Result<Action, ApiError> {
+    async fn reconcile(&self, work: &str) -> Result<Action, StoreError> {
         let Some((kind, rest)) = work.split_once(' ') else {
             return Ok(Action::Done);
         };
@@ -264,7 +265,7 @@ impl Reconciler for Controller {
 fn resource_for(key: &str) -> Option<&'static str> {
     let rest = key.strip_prefix("/registry/")?;
     let plural = rest.split('/').next()?;
-    super::informer::WATCHED
+    crate::store::informer::WATCHED
         .iter()
         .copied()
         .find(|w| *w == plural)
@@ -272,7 +273,7 @@ fn resource_for(key: &str) -> Option<&'static str> {
 
 /// Runs the collector and the event sweeper until `stop`.
 pub async fn run(
-    ctx: Arc<Context>,
+    ctx: Store,
     cache: Cache,
     feed: mpsc::UnboundedReceiver<Arc<Vec<Change>>>,
     stop: CancellationToken,
@@ -283,7 +284,7 @@ pub async fn run(
 }
 
 /// Removes events whose last occurrence is older than the TTL, every minute.
-async fn sweep_events(ctx: Arc<Context>, stop: CancellationToken) {
+async fn sweep_events(ctx: Store, stop: CancellationToken) {
     let mut tick = tokio::time::interval(EVENT_SWEEP);
     loop {
         tokio::select! {
@@ -291,9 +292,9 @@ async fn sweep_events(ctx: Arc<Context>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         let cutoff = SystemTime::now()
-            .checked_sub(super::events::TTL)
+            .checked_sub(crate::store::events::TTL)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let Ok(read) = ctx.node.engine().range(b"/registry/events/", 0, None) else {
+        let Ok(read) = ctx.node().engine().range(b"/registry/events/", 0, None) else {
             continue;
         };
         for kv in read.value.kvs {
@@ -309,7 +310,7 @@ async fn sweep_events(ctx: Arc<Context>, stop: CancellationToken) {
             }
             let request = Request {
                 id: None,
-                command: crate::api::store::when(
+                command: crate::store::txn::when(
                     kv.key.clone(),
                     Target::ModRevision(kv.mod_revision),
                     Op::Delete {
@@ -317,7 +318,7 @@ async fn sweep_events(ctx: Arc<Context>, stop: CancellationToken) {
                     },
                 ),
             };
-            if stop.is_cancelled() || ctx.node.write(request).await.is_err() {
+            if stop.is_cancelled() || ctx.node().write(request).await.is_err() {
                 break;
             }
         }

@@ -1,7 +1,7 @@
 //! Leader-only control loops.
 //!
 //! [`run`] follows this member's leadership. When it becomes leader, one
-//! *term* starts under a child cancellation token: an [`informer`] lists the
+//! *term* starts under a child cancellation token: an [`crate::store::informer`] lists the
 //! cluster from the local store (after the read barrier, so it has applied
 //! everything committed) and follows the store's history; the
 //! [`crate::scheduler`] and the controllers — [`node`], [`replicaset`],
@@ -11,27 +11,23 @@
 //! tasks are awaited. Nothing carries over between terms: a new leader
 //! rebuilds its view from the store.
 //!
-//! Loops write through [`writes::Writer`], the API's compare-and-swap path,
+//! Loops write through [`crate::store::Writer`], the store's compare-and-swap path,
 //! so a deposed leader's late write fails instead of clobbering, and the
 //! store's Raft log only accepts writes from the current leader anyway.
 
 pub mod compactor;
 pub mod deployment;
 pub mod endpoints;
-pub mod events;
 pub mod gc;
-pub mod informer;
 pub mod node;
 pub mod pod_reaper;
 pub mod queue;
 pub mod reconciler;
 pub mod replicaset;
-pub mod settings;
-pub mod writes;
 
-use crate::api::Context;
-use informer::Informer;
-pub use settings::Settings;
+use crate::store::informer::Informer;
+pub use crate::store::settings::Settings;
+use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +37,8 @@ use tokio_util::task::TaskTracker;
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Runs the leader-only loops whenever this member leads, until `shutdown`.
-pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let mut leadership = ctx.node.leadership();
+pub async fn run(ctx: Store, shutdown: CancellationToken) {
+    let mut leadership = ctx.node().leadership();
     let mut term: Option<(CancellationToken, TaskTracker)> = None;
     loop {
         let leading = leadership.borrow_and_update().is_self;
@@ -83,7 +79,7 @@ async fn stop_term(token: CancellationToken, tracker: TaskTracker) {
 }
 
 /// Starts one term's loops under `token`.
-fn start_term(ctx: &Arc<Context>, token: &CancellationToken) -> TaskTracker {
+fn start_term(ctx: &Store, token: &CancellationToken) -> TaskTracker {
     let tracker = TaskTracker::new();
     let mut informer = Informer::new();
     let cache = informer.cache();

@@ -22,12 +22,13 @@
 //! grace period after a leader change — the masters' own election does not
 //! look like every node going silent, and causes no mass eviction.
 
-use super::events::{Recorder, Severity};
-use super::informer::{Cache, Change, Object};
-use super::settings::Settings;
-use super::writes::{served, Writer};
-use crate::api::{ApiError, Context};
 use crate::objects::{meta, pod};
+use crate::store::events::{Recorder, Severity};
+use crate::store::informer::{Cache, Change};
+use crate::store::settings::Settings;
+use crate::store::Object;
+use crate::store::{served, Writer};
+use crate::store::{Error as StoreError, Store};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 /// How often nodes are judged.
 const MONITOR_PERIOD: Duration = Duration::from_secs(1);
 /// The namespace of node Leases.
-pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub use crate::objects::registry::LEASE_NAMESPACE;
 /// Taint of a node whose agent went silent.
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// Taint of a node whose agent reports it not ready.
@@ -144,7 +145,7 @@ struct Monitor {
 
 /// Runs the node controller until `stop`.
 pub async fn run(
-    ctx: Arc<Context>,
+    ctx: Store,
     cache: Cache,
     mut feed: mpsc::UnboundedReceiver<Arc<Vec<Change>>>,
     settings: Settings,
@@ -233,7 +234,7 @@ impl Monitor {
         }
     }
 
-    async fn judge_all(&mut self) -> Result<(), ApiError> {
+    async fn judge_all(&mut self) -> Result<(), StoreError> {
         let nodes: Vec<Arc<Object>> = self.cache.read(|s| s.all("nodes").cloned().collect());
         let now = Instant::now();
         for node in nodes {
@@ -264,7 +265,7 @@ impl Monitor {
     }
 
     /// Writes the node's taints (and Unknown conditions when unreachable).
-    async fn mark(&self, node: &Object, verdict: Verdict) -> Result<(), ApiError> {
+    async fn mark(&self, node: &Object, verdict: Verdict) -> Result<(), StoreError> {
         let now = meta::now();
         let mut next = node.value.clone();
         next["spec"]["taints"] = taints_for(&node.value, verdict, now);
@@ -317,7 +318,7 @@ impl Monitor {
     }
 
     /// Deletes the pods of a node that has not been ready for too long.
-    async fn evict(&self, node: &Object, verdict: Verdict) -> Result<(), ApiError> {
+    async fn evict(&self, node: &Object, verdict: Verdict) -> Result<(), StoreError> {
         let taint = if verdict == Verdict::Unreachable {
             UNREACHABLE
         } else {

@@ -9,11 +9,10 @@
 //! removed here, once its grace period has passed: Kubernetes force-deletes
 //! on the same condition.
 
-use crate::api::store;
-use crate::api::Context;
+use crate::store;
+use crate::store::Store;
 use flotilla_storage::{Op, Request, Target};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +31,7 @@ pub fn expires_at(pod: &Value) -> Option<u64> {
 }
 
 /// Runs until `stop` is cancelled.
-pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
+pub async fn run(ctx: Store, stop: CancellationToken) {
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
         tokio::select! {
@@ -46,12 +45,12 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
 }
 
 /// Whether the pod's node exists and is Ready, so its agent will confirm.
-fn node_can_finish(ctx: &Context, pod: &Value) -> bool {
+fn node_can_finish(ctx: &Store, pod: &Value) -> bool {
     let Some(node) = crate::objects::pod::node_name(pod) else {
         return false;
     };
     let key = format!("/registry/nodes/{node}");
-    ctx.node
+    ctx.node()
         .engine()
         .get(key.as_bytes(), None)
         .ok()
@@ -60,10 +59,10 @@ fn node_can_finish(ctx: &Context, pod: &Value) -> bool {
         .is_some_and(|n| crate::objects::pod::condition(&n, "Ready") == Some("True"))
 }
 
-async fn sweep(ctx: &Context) -> Result<(), String> {
+async fn sweep(ctx: &Store) -> Result<(), String> {
     let now = crate::objects::meta::now();
     let pods = ctx
-        .node
+        .node()
         .engine()
         .range(b"/registry/pods/", 0, None)
         .map_err(|e| e.to_string())?;
@@ -77,7 +76,7 @@ async fn sweep(ctx: &Context) -> Result<(), String> {
         // Only if unchanged since read: a pod the agent just updated waits a round.
         let request = Request {
             id: None,
-            command: store::when(
+            command: store::txn::when(
                 kv.key.clone(),
                 Target::ModRevision(kv.mod_revision),
                 Op::Delete {
@@ -85,7 +84,7 @@ async fn sweep(ctx: &Context) -> Result<(), String> {
                 },
             ),
         };
-        ctx.node.write(request).await.map_err(|e| e.to_string())?;
+        ctx.node().write(request).await.map_err(|e| e.to_string())?;
         tracing::info!(pod = %String::from_utf8_lossy(&kv.key), "removed a pod whose grace period ran out");
     }
     Ok(())

@@ -7,9 +7,9 @@
 //! [`drive`] feeds a [`Queue`] from the informer and runs a few workers over
 //! it; failures are retried with back-off.
 
-use super::informer::{Cache, Change, Snapshot};
 use super::queue::Queue;
-use crate::api::ApiError;
+use crate::store::informer::{Cache, Change, Snapshot};
+use crate::store::Error as StoreError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,7 @@ pub trait Reconciler: Send + Sync + 'static {
     ///
     /// # Errors
     /// A write failed; the key is retried with back-off.
-    fn reconcile(&self, key: &str) -> impl Future<Output = Result<Action, ApiError>> + Send;
+    fn reconcile(&self, key: &str) -> impl Future<Output = Result<Action, StoreError>> + Send;
 }
 
 /// Runs `reconciler` over the changes of `feed` until `stop`.

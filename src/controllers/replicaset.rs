@@ -17,14 +17,15 @@
 //! [`EXPECTATION_TIMEOUT`] passed). Without this a slow watch would make it
 //! count the pods it just created as missing and create them twice.
 
-use super::events::{Recorder, Severity};
-use super::informer::{Cache, Change, Object, Snapshot};
 use super::reconciler::{Action, Reconciler};
-use super::writes::{served, Writer};
-use crate::api::selectors::Selector;
-use crate::api::store::Outcome;
-use crate::api::{ApiError, Context};
+use crate::objects::selectors::Selector;
 use crate::objects::{meta, owner, pod};
+use crate::store::events::{Recorder, Severity};
+use crate::store::informer::{Cache, Change, Snapshot};
+use crate::store::Object;
+use crate::store::Outcome;
+use crate::store::{served, Writer};
+use crate::store::{Error as StoreError, Store};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -123,7 +124,7 @@ pub fn status_of(rs: &Value, pods: &[&Value], now: u64) -> (Value, Option<u64>) 
 
 impl Controller {
     /// A controller writing through `ctx`, reading `cache`.
-    pub fn new(ctx: Arc<Context>, cache: Cache) -> Controller {
+    pub fn new(ctx: Store, cache: Cache) -> Controller {
         let writer = Writer::new(ctx);
         Controller {
             recorder: Recorder::new(writer.clone(), "replicaset-controller"),
@@ -176,7 +177,7 @@ impl Controller {
     }
 
     /// Creates `count` pods in slow-start batches; how many were created.
-    async fn create_pods(&self, rs: &Object, count: usize) -> Result<usize, ApiError> {
+    async fn create_pods(&self, rs: &Object, count: usize) -> Result<usize, StoreError> {
         let pods = served("Pod")?;
         let template = pod_from_template(&rs.value);
         let mut created = 0;
@@ -219,7 +220,7 @@ impl Controller {
         Ok(created)
     }
 
-    async fn delete_pods(&self, rs: &Object, victims: Vec<Arc<Object>>) -> Result<(), ApiError> {
+    async fn delete_pods(&self, rs: &Object, victims: Vec<Arc<Object>>) -> Result<(), StoreError> {
         let pods = served("Pod")?;
         let results =
             futures::future::join_all(victims.iter().map(|p| self.writer.delete(pods, p))).await;
@@ -243,7 +244,7 @@ impl Controller {
     }
 
     /// Adopts matching orphans and releases owned pods that stopped matching.
-    async fn claim(&self, rs: &Object, selector: &Selector) -> Result<bool, ApiError> {
+    async fn claim(&self, rs: &Object, selector: &Selector) -> Result<bool, StoreError> {
         let pods = served("Pod")?;
         let (adopt, release): (Vec<Arc<Object>>, Vec<Arc<Object>>) = self.cache.read(|s| {
             let mut adopt = Vec::new();
@@ -336,7 +337,7 @@ impl Reconciler for Controller {
         }
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Action, ApiError> {
+    async fn reconcile(&self, key: &str) -> Result<Action, StoreError> {
         let Some(rs) = self.cache.read(|s| s.get("replicasets", key).cloned()) else {
             self.expectations().remove(key);
             return Ok(Action::Done);

@@ -15,7 +15,6 @@ use crate::client::{self, Client};
 use crate::security::{self, pki, tokens, tokens::Role};
 use crate::wire::{JoinComplete, JoinGrant, JoinRequest, MemberView};
 use anyhow::{bail, Context as _};
-use axum::http::Uri;
 pub use identity::Identity;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,7 +43,7 @@ pub struct Options {
     /// Raft tuning.
     pub raft: flotilla_raft::Config,
     /// Settings of the control loops (recorded by `ctl init`).
-    pub settings: crate::controllers::Settings,
+    pub settings: crate::store::settings::Settings,
     /// Run a worker agent in this process, with this runtime.
     pub agent: Option<crate::agent::process::RuntimeKind>,
 }
@@ -203,6 +202,7 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
         .context("starting the replicated store")?;
     let ctx = Arc::new(Context {
         node: node.clone(),
+        store: crate::store::Store::new(node.clone()),
         cluster_id: identity.cluster_id.clone(),
         admin_token: identity.admin_token.clone(),
         peer_secret: identity.peer_secret.clone(),
@@ -212,7 +212,7 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
     });
     let listener = tls::Listener::new(listener, tls);
     let server = tokio::spawn(serve(listener, api::router(ctx.clone()), shutdown.clone()));
-    tokio::spawn(crate::controllers::run(ctx.clone(), shutdown.clone()));
+    tokio::spawn(crate::controllers::run(ctx.store.clone(), shutdown.clone()));
     tracing::info!(name = %identity.name, id = format_args!("{:x}", identity.id), %local, "master serving");
 
     let bootstrap = bootstrap(&ctx, &identity, &start, &options);
@@ -286,9 +286,8 @@ async fn bootstrap(
     if identity.founder && !ctx.node.is_initialized().await? {
         ctx.node.initialize().await?;
         wait_for_leadership(ctx).await?;
-        let uri = Uri::from_static("/cluster/tokens");
-        let master = api::cluster::create_token(ctx, &uri, Role::Master, INIT_TOKEN_TTL).await?;
-        let worker = api::cluster::create_token(ctx, &uri, Role::Worker, INIT_TOKEN_TTL).await?;
+        let master = api::cluster::create_token(ctx, Role::Master, INIT_TOKEN_TTL).await?;
+        let worker = api::cluster::create_token(ctx, Role::Worker, INIT_TOKEN_TTL).await?;
         for namespace in api::rest::INITIAL_NAMESPACES {
             api::rest::ensure_namespace(ctx, namespace).await?;
         }

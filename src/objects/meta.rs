@@ -37,6 +37,22 @@ pub fn uuid() -> String {
     )
 }
 
+/// A name from `generateName`: the prefix (cut to leave room) and five
+/// random characters from the alphabet Kubernetes' name generator uses (no
+/// vowels, so no words; no look-alike digits).
+pub fn generate_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    const MAX_PREFIX: usize = 63 - 5;
+    let mut cut = prefix.len().min(MAX_PREFIX);
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let suffix: String = (0..5)
+        .map(|_| char::from(ALPHABET[rand::random::<usize>() % ALPHABET.len()]))
+        .collect();
+    format!("{}{suffix}", &prefix[..cut])
+}
+
 /// `metadata` of an object (None when absent or not a map).
 pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata").and_then(Value::as_object)
@@ -159,6 +175,13 @@ pub fn on_update(old: &Value, new: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn generated_names_keep_the_prefix_and_fit() {
+        let name = generate_name("web-");
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+        assert_eq!(generate_name(&"x".repeat(80)).len(), 63);
+    }
 
     #[test]
     fn uuids_are_v4() {

@@ -4,6 +4,8 @@
 //! every field a user writes round-trips. This module knows what the server
 //! must about them:
 //! - [`registry`]: the served resources (kinds, plurals, scopes, subresources);
+//! - [`selectors`]: label and field selectors;
+//! - [`service`]: what a Service claims (cluster IP, node ports);
 //! - [`meta`]: metadata the server sets and keeps (uid, timestamps,
 //!   generation, resourceVersion);
 //! - [`kinds`]: per-kind defaulting and validation;
@@ -18,6 +20,8 @@ pub mod owner;
 pub mod pod;
 pub mod quantity;
 pub mod registry;
+pub mod selectors;
+pub mod service;
 pub mod validate;
 
 pub use registry::Resource;

@@ -183,6 +183,9 @@ pub const RESOURCES: &[Resource] = &[
     },
 ];
 
+/// The namespace of nodes' heartbeat Leases (Kubernetes' `kube-node-lease`).
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+
 /// The group versions served, in discovery order.
 pub const GROUP_VERSIONS: &[(&str, &str)] =
     &[("", "v1"), ("apps", "v1"), ("coordination.k8s.io", "v1")];

@@ -23,14 +23,14 @@
 
 pub mod algorithm;
 
-use crate::api::store::{self, Outcome, Swap};
-use crate::api::{ApiError, Context};
-use crate::controllers::events::{Recorder, Severity};
-use crate::controllers::informer::{Change, Object};
-use crate::controllers::writes::Writer;
 use crate::objects::{meta, owner, pod, quantity, registry};
+use crate::store::events::{Recorder, Severity};
+use crate::store::informer::Change;
+use crate::store::Object;
+use crate::store::Outcome;
+use crate::store::Writer;
+use crate::store::{Error as StoreError, Store};
 use algorithm::{Decision, NodeInfo, PodInfo, Taint, Toleration};
-use axum::http::Uri;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -60,7 +60,7 @@ struct Placement {
 enum Written {
     Bind {
         key: String,
-        result: Result<Outcome, ApiError>,
+        result: Result<Outcome, StoreError>,
     },
     Status,
 }
@@ -69,7 +69,7 @@ type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Written> + Sen
 
 /// The scheduler's state; owned by its task.
 struct Scheduler {
-    ctx: Arc<Context>,
+    ctx: Store,
     recorder: Recorder,
     nodes: Vec<NodeInfo>,
     node_index: HashMap<String, usize>,
@@ -88,7 +88,7 @@ struct Scheduler {
 
 /// Runs the scheduler until `stop`.
 pub async fn run(
-    ctx: Arc<Context>,
+    ctx: Store,
     mut feed: mpsc::UnboundedReceiver<Arc<Vec<Change>>>,
     stop: CancellationToken,
 ) {
@@ -477,19 +477,11 @@ impl Scheduler {
 
 /// Binds `pod` to `node`: `spec.nodeName` and `PodScheduled=True`, if the
 /// pod is unchanged since the cache saw it.
-async fn bind(ctx: Arc<Context>, pod: Arc<Object>, node: String) -> Written {
+async fn bind(ctx: Store, pod: Arc<Object>, node: String) -> Written {
     let mut next = pod.value.clone();
     next["spec"]["nodeName"] = json!(node);
     pod::set_condition(&mut next, "PodScheduled", "True", "", "", meta::now());
-    let swap = Swap {
-        key: &pod.key,
-        expected: pod.revision,
-        object: Some(&next),
-        namespace: None,
-        claims: &[],
-    };
-    let uri = Uri::from_static("/api/v1/pods");
-    let result = store::swap(&ctx, &uri, None, &swap).await;
+    let result = ctx.swap_raw(&pod, &next).await;
     Written::Bind {
         key: pod.key.clone(),
         result,
@@ -497,7 +489,7 @@ async fn bind(ctx: Arc<Context>, pod: Arc<Object>, node: String) -> Written {
 }
 
 /// Sets `PodScheduled=False` with `message` and records FailedScheduling.
-async fn mark_unschedulable(ctx: &Arc<Context>, recorder: &Recorder, pod: &Object, message: &str) {
+async fn mark_unschedulable(ctx: &Store, recorder: &Recorder, pod: &Object, message: &str) {
     let mut next = pod.value.clone();
     let changed = pod::set_condition(
         &mut next,

@@ -51,7 +51,7 @@ impl Engine {
     ///
     /// A request whose `id` is in the dedupe table returns the stored
     /// response, with no events and the current revision, and changes nothing
-    /// but the marker. Rejections are remembered like any other response.
+    /// but the marker. Only requests that changed the store are remembered.
     ///
     /// # Errors
     ///
@@ -105,7 +105,14 @@ impl Engine {
             after.compact_revision = revision;
             batch.put_cf(families.meta, META_COMPACT, rev_key(revision));
         }
-        if let Some(id) = &request.id {
+        // Only a request that changed the store is remembered: one that
+        // changed nothing (a failed compare, a rejection) left no effect to
+        // protect from repetition, and its retry must run again — a caller
+        // that retries a lost compare-and-swap under the same id gets a
+        // fresh attempt, and a retried request gets exactly the outcome of
+        // the attempt that took effect.
+        let changed = !events.is_empty() || compact_to.is_some();
+        if let (Some(id), true) = (&request.id, changed) {
             self.remember(&snap, &families, &mut batch, &mut after, id, &response)?;
         }
         self.write(batch, false)?;
@@ -115,6 +122,21 @@ impl Engine {
             events,
             revision: after.revision,
         })
+    }
+
+    /// The response stored for request `id`, if the dedupe table remembers
+    /// it: the request was applied and changed the store. A caller retrying
+    /// a request reads here what its first attempt did.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB and decoding errors.
+    pub fn deduplicated(&self, id: &[u8; 16]) -> Result<Option<Response>> {
+        let families = self.families()?;
+        self.db
+            .get_cf(families.dedupe, dedupe_id_key(id))?
+            .map(|bytes| decode(&bytes))
+            .transpose()
     }
 
     /// Adds `id -> response` to the dedupe table, evicting the oldest entry
@@ -239,7 +261,7 @@ impl Changes<'_> {
         self.events.push(Event {
             kind: EventKind::Put,
             kv: record.into_kv(key.to_vec()),
-            prev_kv: None,
+            prev_kv: prev.clone(),
         });
         Ok(prev)
     }

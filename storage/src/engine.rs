@@ -25,7 +25,7 @@ use crate::codec::{
     decode, decode_hist_key, decode_rev, encode, hist_group, hist_key, hist_prefix, rev_key,
     Record, REV_LEN,
 };
-use crate::{Error, Event, KeyValue, RangeResult, Read, Result, Revision};
+use crate::{Error, Event, Events, KeyValue, RangeResult, Read, Result, Revision};
 
 /// How many request ids the dedupe table remembers. Eviction is by apply
 /// order (oldest id first), so every replica holds the same table.
@@ -316,13 +316,14 @@ impl Engine {
     /// events are never split: the result ends at a revision boundary, and a
     /// single revision with more than `limit` matching events is returned
     /// whole. An `after` at or beyond the current revision gives an empty
-    /// result.
+    /// result. [`Events::through`] says how far the batch reaches, so a
+    /// reader resumes after it and never skips a revision.
     ///
     /// # Errors
     ///
     /// [`Error::Compacted`] when `after` < compact revision (events up to the
     /// compact revision are gone); RocksDB and decoding errors.
-    pub fn events(&self, prefix: &[u8], after: Revision, limit: usize) -> Result<Vec<Event>> {
+    pub fn events(&self, prefix: &[u8], after: Revision, limit: usize) -> Result<Events> {
         let families = self.families()?;
         let snap = self.db.snapshot();
         let state = snapshot_state(&snap, &families)?;
@@ -333,12 +334,16 @@ impl Engine {
             });
         }
         let start = rev_key(after.saturating_add(1));
-        let mut out = Vec::new();
+        let mut out = Events {
+            events: Vec::new(),
+            through: state.revision.max(after),
+        };
         for item in snap.iterator_cf(
             families.events,
             IteratorMode::From(&start, Direction::Forward),
         ) {
-            let (_, value) = item?;
+            let (key, value) = item?;
+            let revision = decode_rev(&key)?;
             let matching: Vec<Event> = decode::<Vec<Event>>(&value)?
                 .into_iter()
                 .filter(|event| event.kv.key.starts_with(prefix))
@@ -346,11 +351,14 @@ impl Engine {
             if matching.is_empty() {
                 continue;
             }
-            if limit > 0 && !out.is_empty() && out.len() + matching.len() > limit {
+            if limit > 0 && !out.events.is_empty() && out.events.len() + matching.len() > limit {
+                // This revision does not fit: the batch reaches the one before.
+                out.through = revision - 1;
                 break;
             }
-            out.extend(matching);
-            if limit > 0 && out.len() >= limit {
+            out.events.extend(matching);
+            if limit > 0 && out.events.len() >= limit {
+                out.through = revision;
                 break;
             }
         }

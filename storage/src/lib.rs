@@ -59,6 +59,6 @@ pub use rocksdb;
 pub use engine::{Engine, DEDUPE_CAPACITY, INITIAL_REVISION};
 pub use error::{Error, Result};
 pub use types::{
-    Applied, Command, Compare, CompareOp, Event, EventKind, KeyValue, Op, OpResponse, RangeResult,
-    Read, Rejection, Request, Response, Revision, Target, Txn,
+    Applied, Command, Compare, CompareOp, Event, EventKind, Events, KeyValue, Op, OpResponse,
+    RangeResult, Read, Rejection, Request, Response, Revision, Target, Txn,
 };

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use tempfile::TempDir;
 
 use crate::{
-    Applied, Command, Compare, CompareOp, Engine, Error, Event, EventKind, KeyValue, Op,
+    Applied, Command, Compare, CompareOp, Engine, Error, Event, EventKind, Events, KeyValue, Op,
     OpResponse, RangeResult, Rejection, Request, Response, Revision, Target, Txn,
 };
 
@@ -113,7 +113,7 @@ impl Model {
         Ok(range_of(state, prefix, limit))
     }
 
-    fn events(&self, prefix: &[u8], after: Revision, limit: usize) -> Result<Vec<Event>, ReadErr> {
+    fn events(&self, prefix: &[u8], after: Revision, limit: usize) -> Result<Events, ReadErr> {
         if after < self.compact {
             return Err(ReadErr::Compacted {
                 requested: after,
@@ -126,13 +126,18 @@ impl Model {
                 by_rev.entry(*rev).or_default().push(event.clone());
             }
         }
-        let mut out = Vec::new();
-        for (_, batch) in by_rev {
-            if limit > 0 && !out.is_empty() && out.len() + batch.len() > limit {
+        let mut out = Events {
+            events: Vec::new(),
+            through: self.revision().max(after),
+        };
+        for (rev, batch) in by_rev {
+            if limit > 0 && !out.events.is_empty() && out.events.len() + batch.len() > limit {
+                out.through = rev - 1;
                 break;
             }
-            out.extend(batch);
-            if limit > 0 && out.len() >= limit {
+            out.events.extend(batch);
+            if limit > 0 && out.events.len() >= limit {
+                out.through = rev;
                 break;
             }
         }
@@ -159,7 +164,8 @@ impl Model {
             self.events
                 .extend(events.iter().map(|event| (rev, event.clone())));
         }
-        if let Some(id) = request.id {
+        let changed = !events.is_empty() || matches!(response, Response::Compact { .. });
+        if let (Some(id), true) = (request.id, changed) {
             self.dedupe.insert(id, response.clone());
             self.dedupe_order.push_back(id);
             if self.dedupe_order.len() > self.dedupe_capacity {
@@ -339,7 +345,7 @@ fn model_put(
     events.push(Event {
         kind: EventKind::Put,
         kv,
-        prev_kv: None,
+        prev_kv: prev.clone(),
     });
     prev
 }

@@ -492,7 +492,7 @@ fn compaction_forgets_history_but_keeps_what_later_reads_need() {
             compacted: 5
         })
     ));
-    let events = engine.events(b"", 5, 0).expect("events");
+    let events = engine.events(b"", 5, 0).expect("events").events;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kv.key, b"new");
 
@@ -532,24 +532,44 @@ fn events_filter_by_prefix_and_never_split_a_revision() {
             .map(|event| String::from_utf8_lossy(&event.kv.key).into_owned())
             .collect()
     };
-    // (prefix, after, limit, keys)
-    let cases: [(&str, Revision, usize, &[&str]); 7] = [
-        ("", 1, 0, &["a/1", "a/2", "a/3", "b", "a/4"]),
-        ("a/", 1, 0, &["a/1", "a/2", "a/3", "a/4"]),
-        ("a/", 1, 1, &["a/1"]),
-        ("a/", 1, 2, &["a/1"]),
-        ("a/", 1, 3, &["a/1", "a/2", "a/3"]),
-        ("a/", 2, 1, &["a/2", "a/3"]),
-        ("a/", 4, 0, &[]),
+    // (prefix, after, limit, keys, through): a batch cut short by its limit
+    // reaches only the last revision it holds whole.
+    let cases: [(&str, Revision, usize, &[&str], Revision); 8] = [
+        ("", 1, 0, &["a/1", "a/2", "a/3", "b", "a/4"], 4),
+        ("a/", 1, 0, &["a/1", "a/2", "a/3", "a/4"], 4),
+        ("a/", 1, 1, &["a/1"], 2),
+        ("a/", 1, 2, &["a/1"], 2),
+        ("a/", 1, 3, &["a/1", "a/2", "a/3"], 3),
+        ("a/", 2, 1, &["a/2", "a/3"], 3),
+        ("a/", 4, 0, &[], 4),
+        ("b", 3, 0, &[], 4),
     ];
-    for (prefix, after, limit, expected) in cases {
-        let got = keys(
-            engine
-                .events(prefix.as_bytes(), after, limit)
-                .expect("events"),
+    for (prefix, after, limit, expected, through) in cases {
+        let got = engine
+            .events(prefix.as_bytes(), after, limit)
+            .expect("events");
+        assert_eq!(
+            (keys(got.events), got.through),
+            (
+                expected.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                through
+            ),
+            "{prefix:?} after {after} limit {limit}"
         );
-        assert_eq!(got, expected, "{prefix:?} after {after} limit {limit}");
     }
+}
+
+#[test]
+fn put_events_carry_the_previous_value() {
+    let (_dir, engine) = open();
+    apply(&engine, put("k", "1")); // 2
+    apply(&engine, put("k", "2")); // 3
+    let events = engine.events(b"k", 1, 0).expect("events").events;
+    assert_eq!(events[0].prev_kv, None, "a create has no previous value");
+    assert_eq!(
+        events[1].prev_kv.as_ref().map(|kv| kv.value.clone()),
+        Some(b"1".to_vec())
+    );
 }
 
 #[test]
@@ -567,6 +587,50 @@ fn request_ids_make_retries_idempotent() {
     assert_eq!(get(&engine, "k"), Some(kv("k", "v", 2, 2, 1)));
     // The marker still moves.
     assert_eq!(engine.marker().expect("marker"), Some(b"2".to_vec()));
+}
+
+#[test]
+fn only_requests_that_changed_the_store_are_remembered() {
+    let (_dir, engine) = open();
+    let cas = |expected: i64| Request {
+        id: Some([9; 16]),
+        command: txn(
+            vec![Compare {
+                key: b"k".to_vec(),
+                target: Target::Version(expected),
+                op: CompareOp::Equal,
+            }],
+            vec![op_put("k", "new")],
+            vec![],
+        ),
+    };
+    // The compare fails: nothing changed, nothing remembered.
+    let lost = engine.apply(&cas(1), b"").expect("apply");
+    assert!(!cas_won(&lost.response));
+    assert_eq!(engine.deduplicated(&[9; 16]).expect("read"), None);
+    apply(&engine, put("k", "old"));
+    // The same id retried now that the compare holds: it applies...
+    let won = engine.apply(&cas(1), b"").expect("apply");
+    assert!(cas_won(&won.response));
+    assert_eq!(get(&engine, "k").map(|kv| kv.value), Some(b"new".to_vec()));
+    // ...and from then on answers with that outcome.
+    assert_eq!(
+        engine.deduplicated(&[9; 16]).expect("read"),
+        Some(won.response.clone())
+    );
+    let again = engine.apply(&cas(1), b"").expect("apply");
+    assert_eq!(again.response, won.response);
+    assert!(again.events.is_empty());
+}
+
+fn cas_won(response: &Response) -> bool {
+    matches!(
+        response,
+        Response::Txn {
+            succeeded: true,
+            ..
+        }
+    )
 }
 
 #[test]
@@ -675,7 +739,7 @@ fn import_replaces_all_engine_state() {
         target.range(b"", 0, None).expect("range").value,
         source.range(b"", 0, None).expect("range").value
     );
-    assert_eq!(target.events(b"", 0, 0).expect("events").len(), 2);
+    assert_eq!(target.events(b"", 0, 0).expect("events").events.len(), 2);
     assert_eq!(
         target.db().get_cf(log, b"raft").expect("get"),
         Some(b"keep".to_vec()),

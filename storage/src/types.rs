@@ -37,7 +37,9 @@ pub enum EventKind {
 
 /// One change to one key, as a watcher sees it.
 ///
-/// For [`EventKind::Put`], `kv` is the new value and `prev_kv` is `None`.
+/// For [`EventKind::Put`], `kv` is the new value and `prev_kv` the key's value
+/// before the put (`None` when the put created it), so a watcher filtering by
+/// value (a label selector) sees an object leave or enter its selection.
 /// For [`EventKind::Delete`], `kv` is `{ key, value: empty, create_revision: 0,
 /// mod_revision: revision of the delete, version: 0 }` and `prev_kv` is the
 /// deleted [`KeyValue`].
@@ -47,8 +49,24 @@ pub struct Event {
     pub kind: EventKind,
     /// The key after the change (see the type docs for deletes).
     pub kv: KeyValue,
-    /// For deletes, the key before the change.
+    /// The key before the change: for deletes always, for puts when the
+    /// key existed.
     pub prev_kv: Option<KeyValue>,
+}
+
+/// A batch of watch events read from history, and how far it reaches.
+///
+/// Every event under the prefix with a revision in `(after, through]` is in
+/// `events`, and none later: a reader that delivered them all may resume
+/// from `through` without skipping anything. A batch cut short by its limit
+/// ends at the last revision it holds in full (a revision is never split), so
+/// `through` is then below the store's revision.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Events {
+    /// The events, in revision order.
+    pub events: Vec<Event>,
+    /// The revision the batch covers up to, inclusive.
+    pub through: Revision,
 }
 
 /// A state change, replicated through Raft and applied by [`Engine::apply`](crate::Engine::apply).

@@ -1,7 +1,7 @@
 //! Cluster-wide settings of the control loops, given to `ctl init` and kept
 //! in the replicated store, so whichever master leads uses the same ones.
 
-use crate::api::Context;
+use super::Store;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -61,8 +61,8 @@ impl Settings {
     ///
     /// # Errors
     /// When the store fails or the record is malformed.
-    pub fn load(ctx: &Context) -> Result<Settings, SettingsError> {
-        match ctx.node.engine().get(KEY.as_bytes(), None)?.value {
+    pub fn load(store: &Store) -> Result<Settings, SettingsError> {
+        match store.engine().get(KEY.as_bytes(), None)?.value {
             Some(kv) => Ok(serde_json::from_slice(&kv.value)?),
             None => Ok(Settings::default()),
         }

@@ -7,7 +7,7 @@
 //! [`TTL`] are removed by the garbage collector (kube-apiserver's
 //! `--event-ttl` defaults to one hour too).
 
-use super::writes::Writer;
+use super::Writer;
 use crate::objects::{meta, registry};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The leader's view of the cluster: objects listed from the local store,
-//! then kept current from its watch history, shared by every control loop.
+//! then kept current from its watch history (through a [`Cursor`]), shared
+//! by every control loop and the scheduler.
 //!
 //! The loops run on the Raft leader, whose local store holds everything
 //! committed once the read barrier has passed. So instead of a watch over
@@ -13,9 +14,8 @@
 //! to the keys it reconciles. When history was compacted under the informer
 //! (it fell far behind), it lists again and reports the difference as changes.
 
-use crate::api::Context;
+use super::{Object, Store};
 use flotilla_storage::{EventKind, Revision};
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -38,34 +38,6 @@ pub const WATCHED: &[&str] = &[
 const BATCH: usize = 2000;
 /// How long the informer waits for the read barrier at start.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One stored object.
-#[derive(Debug)]
-pub struct Object {
-    /// Its storage key.
-    pub key: String,
-    /// The object, with `metadata.resourceVersion` set.
-    pub value: Value,
-    /// Its mod revision (the revision a compare-and-swap names).
-    pub revision: Revision,
-}
-
-impl Object {
-    /// `metadata.name`.
-    pub fn name(&self) -> &str {
-        self.value["metadata"]["name"].as_str().unwrap_or("")
-    }
-
-    /// `metadata.namespace` ("" for cluster-scoped objects).
-    pub fn namespace(&self) -> &str {
-        self.value["metadata"]["namespace"].as_str().unwrap_or("")
-    }
-
-    /// `metadata.uid`.
-    pub fn uid(&self) -> &str {
-        self.value["metadata"]["uid"].as_str().unwrap_or("")
-    }
-}
 
 /// A change to one object.
 #[derive(Debug, Clone)]
@@ -196,13 +168,7 @@ fn resource_of(key: &[u8]) -> Option<&'static str> {
 }
 
 fn decode(key: &[u8], value: &[u8], revision: Revision) -> Option<Arc<Object>> {
-    let mut value: Value = serde_json::from_slice(value).ok()?;
-    crate::objects::meta::set_resource_version(&mut value, revision);
-    Some(Arc::new(Object {
-        key: String::from_utf8_lossy(key).into_owned(),
-        value,
-        revision,
-    }))
+    Object::decode_at(key, value, revision).ok().map(Arc::new)
 }
 
 /// Subscribers to the change feed.
@@ -259,8 +225,8 @@ impl Informer {
 
     /// Lists everything watched at the store's current revision and makes
     /// that the cache, returning the differences from what it held.
-    fn relist(&mut self, ctx: &Context) -> Result<(), flotilla_storage::Error> {
-        let engine = ctx.node.engine();
+    fn relist(&mut self, store: &Store) -> Result<Revision, flotilla_storage::Error> {
+        let engine = store.engine();
         let revision = engine.revision();
         let mut fresh = Snapshot {
             revision,
@@ -303,22 +269,16 @@ impl Informer {
             *old = fresh;
         });
         self.publish(changes);
-        Ok(())
+        Ok(revision)
     }
 
-    /// Applies the store's events after the cache's revision; whether any
-    /// were read.
-    fn follow(&mut self, ctx: &Context) -> Result<bool, flotilla_storage::Error> {
-        let engine = ctx.node.engine();
-        let after = self.cache.read(|s| s.revision);
-        let seen_upto = engine.revision();
-        let events = engine.events(b"/registry/", after, BATCH)?;
+    /// Applies one batch of the store's events to the cache, which is then
+    /// current at the revision the cursor has reached.
+    fn apply(&mut self, events: &[flotilla_storage::Event], through: Revision) {
         // Decode outside the lock, so readers wait only for the inserts.
-        let mut last = after;
         let decoded: Vec<(&'static str, String, Option<Arc<Object>>)> = events
             .iter()
             .filter_map(|event| {
-                last = last.max(event.kv.mod_revision);
                 let resource = resource_of(&event.kv.key)?;
                 let key = String::from_utf8_lossy(&event.kv.key).into_owned();
                 let object = match event.kind {
@@ -332,10 +292,6 @@ impl Informer {
                 Some((resource, key, object))
             })
             .collect();
-        // A short batch read everything up to `seen_upto`.
-        if events.len() < BATCH {
-            last = last.max(seen_upto);
-        }
         let mut changes = Vec::with_capacity(decoded.len());
         self.cache.write(|snapshot| {
             for (resource, key, object) in decoded {
@@ -359,19 +315,17 @@ impl Informer {
                     }
                 }
             }
-            snapshot.revision = last;
+            snapshot.revision = through;
         });
-        let read_any = !events.is_empty();
         self.publish(changes);
-        Ok(read_any)
     }
 
     /// Lists, then follows the store until `stop`.
-    pub async fn run(mut self, ctx: Arc<Context>, stop: CancellationToken) {
+    pub async fn run(mut self, store: Store, stop: CancellationToken) {
         // Everything committed before this term must be applied before the
         // first list, or the loops would act on a stale view.
         loop {
-            match ctx.node.read_barrier(BARRIER_TIMEOUT).await {
+            match store.node().read_barrier(BARRIER_TIMEOUT).await {
                 Ok(()) => break,
                 Err(e) => tracing::warn!("informer: waiting for the read barrier: {e}"),
             }
@@ -380,33 +334,38 @@ impl Informer {
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
-        let mut revisions = ctx.node.revisions();
-        if let Err(e) = self.relist(&ctx) {
-            tracing::error!("informer: initial list failed: {e}");
-            return;
-        }
+        let mut listed = match self.relist(&store) {
+            Ok(revision) => revision,
+            Err(e) => {
+                tracing::error!("informer: initial list failed: {e}");
+                return;
+            }
+        };
         self.synced.send_replace(true);
         loop {
-            match self.follow(&ctx) {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(flotilla_storage::Error::Compacted { .. }) => {
-                    tracing::warn!("informer: history compacted under it; listing again");
-                    if let Err(e) = self.relist(&ctx) {
-                        tracing::error!("informer: list failed: {e}");
+            let mut cursor = store.cursor(&b"/registry/"[..], listed).with_batch(BATCH);
+            loop {
+                let events = tokio::select! {
+                    events = cursor.next() => events,
+                    () = stop.cancelled() => return,
+                };
+                match events {
+                    Ok(events) => self.apply(&events, cursor.position()),
+                    Err(super::Error::Compacted { .. }) => break,
+                    Err(e) => {
+                        tracing::error!("informer: reading the store failed: {e}");
                         return;
                     }
-                    continue;
                 }
+            }
+            tracing::warn!("informer: history compacted under it; listing again");
+            listed = match self.relist(&store) {
+                Ok(revision) => revision,
                 Err(e) => {
-                    tracing::error!("informer: reading the store failed: {e}");
+                    tracing::error!("informer: list failed: {e}");
                     return;
                 }
-            }
-            tokio::select! {
-                changed = revisions.changed() => if changed.is_err() { return },
-                () = stop.cancelled() => return,
-            }
+            };
         }
     }
 }
