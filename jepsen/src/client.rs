@@ -314,8 +314,12 @@ impl Client {
 
     /// Adds `element` to the set: a put of its own key.
     pub async fn add(&self, element: i64) -> Reply {
-        let body =
-            json!({ "key": format!("{SET_PREFIX}{element:012}"), "value": element.to_string() });
+        self.add_under(SET_PREFIX, element).await
+    }
+
+    /// Adds `element` under `prefix`: a put of its own key.
+    pub async fn add_under(&self, prefix: &str, element: i64) -> Reply {
+        let body = json!({ "key": format!("{prefix}{element:012}"), "value": element.to_string() });
         let (written, node) = self.send_write("/kv/put", &body).await;
         self.reply(written, node, |_| Ok(Outcome::Ok(None)))
     }

@@ -11,10 +11,11 @@
 //! | [`net`] | namespaces, bridge, veth pairs, iptables grudges, cleanup |
 //! | [`cluster`] | the `ctl` processes: init, join, kill, restart, pause, remove |
 //! | [`client`] | `/kv` requests with Jepsen's ok / fail / info outcomes |
-//! | [`workload`] | register and set workloads, the worker loop |
+//! | [`workload`] | register, set and watch workloads, the worker loop |
+//! | [`watch`] | the watch workload's watchers and compactor |
 //! | [`nemesis`] | the faults and their schedule |
 //! | [`history`] | events, the recorder, `history.jsonl` |
-//! | [`checker`] | linearizability (Porcupine-style), the set checker |
+//! | [`checker`] | linearizability (Porcupine-style), the set and watch checkers |
 //! | [`report`] | `results.json`, plots, timeline |
 //! | [`run`] | one test from start to finish |
 
@@ -28,4 +29,5 @@ pub mod nemesis;
 pub mod net;
 pub mod report;
 pub mod run;
+pub mod watch;
 pub mod workload;

@@ -6,7 +6,8 @@
 //!    everything, wait until every member agrees on a leader.
 //! 4. Final reads on every member — each key of the register workload, the
 //!    whole set for the set workload — retried until they succeed or a
-//!    deadline passes; they are part of the history.
+//!    deadline passes; they are part of the history. The watch workload
+//!    instead waits until every watcher has received the last write.
 //! 5. Kill the cluster, remove the network, check the history, write the
 //!    reports.
 //!
@@ -34,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the final reads of one member may keep retrying.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the watchers may take to receive the last write after healing.
+const WATCH_CATCH_UP: Duration = Duration::from_secs(60);
 
 /// Everything a run needs.
 #[derive(Clone, Debug)]
@@ -135,14 +138,23 @@ pub async fn run(options: &Options, interrupt: CancellationToken) -> Result<Resu
         nemesis,
         final_reads_ok,
         final_error,
+        watched,
     } = outcome;
     let events = recorder.events();
+    if let Some((log, _)) = &watched {
+        let path = out.join("watch.json");
+        let text = serde_json::to_vec(log).map_err(|e| RunError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&path, text).map_err(|source| RunError::Io { path, source })?;
+    }
     history::write_jsonl(&out.join("history.jsonl"), &events).map_err(|source| RunError::Io {
         path: out.join("history.jsonl"),
         source,
     })?;
     let checked_at = Instant::now();
-    let mut results = check(options, &events, final_reads_ok);
+    let mut results = check(options, &events, final_reads_ok, watched.as_ref());
     results.final_error = final_error;
     results.interrupted = interrupt.is_cancelled();
     if results.interrupted {
@@ -167,6 +179,8 @@ struct Driven {
     nemesis: nemesis::Log,
     final_reads_ok: bool,
     final_error: Option<String>,
+    /// The watch workload's log, and whether each watcher caught up.
+    watched: Option<(crate::watch::Log, Vec<bool>)>,
 }
 
 async fn drive(
@@ -198,6 +212,7 @@ async fn drive(
                 nemesis: nemesis::Log::default(),
                 final_reads_ok: false,
                 final_error: Some(format!("HTTP client: {e}")),
+                watched: None,
             }
         }
     };
@@ -209,6 +224,12 @@ async fn drive(
             consistency,
             Timeouts::default(),
         )
+    };
+
+    // The watch workload's watchers and compactor start before the writers.
+    let watching = match options.workload {
+        Workload::Watch => Some(Watching::start(&http, &token, &endpoints, interrupt).await),
+        _ => None,
     };
 
     // The workload and the nemesis.
@@ -258,11 +279,16 @@ async fn drive(
         errors: vec![format!("the nemesis task failed: {e}")],
     });
     if interrupt.is_cancelled() {
+        let watched = match watching {
+            Some(w) => Some(w.finish(None).await),
+            None => None,
+        };
         return Driven {
             recorder,
             nemesis: log,
             final_reads_ok: false,
             final_error: Some("interrupted".into()),
+            watched,
         };
     }
 
@@ -279,11 +305,16 @@ async fn drive(
         }
     };
     if let Err(e) = healed {
+        let watched = match watching {
+            Some(w) => Some(w.finish(None).await),
+            None => None,
+        };
         return Driven {
             recorder,
             nemesis: log,
             final_reads_ok: false,
             final_error: Some(format!("the cluster did not heal: {e}")),
+            watched,
         };
     }
     tracing::info!("final reads");
@@ -292,17 +323,107 @@ async fn drive(
             .map(|k| Some(workload::register_key(k)))
             .collect(),
         Workload::Set => vec![None],
+        Workload::Watch => Vec::new(),
     };
     let clients: Vec<Client> = (0..endpoints.len())
         .map(|i| client_for(i, Consistency::Linearizable))
         .collect();
     let first_process = (options.concurrency * 1_000_000) as u64;
-    let final_error = final_reads(&clients, &targets, &recorder, first_process, interrupt).await;
+    let mut final_error =
+        final_reads(&clients, &targets, &recorder, first_process, interrupt).await;
+    let watched = match watching {
+        Some(w) => {
+            let latest = crate::watch::revision(&http, &token, &endpoints, true).await;
+            if latest.is_none() {
+                final_error
+                    .get_or_insert_with(|| "the last write's revision could not be read".into());
+            }
+            Some(w.finish(latest.map(|(_, last)| last)).await)
+        }
+        None => None,
+    };
     Driven {
         recorder,
         nemesis: log,
         final_reads_ok: final_error.is_none(),
         final_error,
+        watched,
+    }
+}
+
+/// The watch workload's running watchers and compactor.
+struct Watching {
+    log: crate::watch::Shared,
+    progress: Vec<tokio::sync::watch::Receiver<i64>>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watching {
+    /// Starts one watcher per member from the store's current revision, and
+    /// the compactor.
+    async fn start(
+        http: &reqwest::Client,
+        token: &Arc<str>,
+        endpoints: &[Endpoint],
+        interrupt: &CancellationToken,
+    ) -> Watching {
+        let from = crate::watch::revision(http, token, endpoints, false)
+            .await
+            .map_or(0, |(revision, _)| revision);
+        let log = crate::watch::Shared::default();
+        let stop = interrupt.child_token();
+        let mut progress = Vec::new();
+        let mut tasks = Vec::new();
+        for watcher in 0..endpoints.len() {
+            let (tx, rx) = tokio::sync::watch::channel(from);
+            progress.push(rx);
+            tasks.push(tokio::spawn(crate::watch::follow(
+                watcher,
+                http.clone(),
+                token.clone(),
+                endpoints.to_vec(),
+                from,
+                log.clone(),
+                tx,
+                stop.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(crate::watch::compact(
+            http.clone(),
+            token.clone(),
+            endpoints.to_vec(),
+            log.clone(),
+            stop.clone(),
+        )));
+        Watching {
+            log,
+            progress,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Waits (up to [`WATCH_CATCH_UP`]) until every watcher has received
+    /// revision `last`, stops them, and returns their log and whether each
+    /// caught up (none did when `last` is unknown).
+    async fn finish(mut self, last: Option<i64>) -> (crate::watch::Log, Vec<bool>) {
+        let mut caught_up = vec![false; self.progress.len()];
+        if let Some(last) = last {
+            let deadline = tokio::time::Instant::now() + WATCH_CATCH_UP;
+            for (i, progress) in self.progress.iter_mut().enumerate() {
+                caught_up[i] = tokio::time::timeout_at(deadline, progress.wait_for(|r| *r >= last))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            }
+        }
+        self.stop.cancel();
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!("a watcher failed: {e}");
+            }
+        }
+        (self.log.snapshot(), caught_up)
     }
 }
 
@@ -360,8 +481,13 @@ async fn final_reads(
     first_failure
 }
 
-/// Checks `events` and summarizes them.
-fn check(options: &Options, events: &[history::Event], final_reads_ok: bool) -> Results {
+/// Checks `events` (and the watchers' log) and summarizes them.
+fn check(
+    options: &Options,
+    events: &[history::Event],
+    final_reads_ok: bool,
+    watched: Option<&(crate::watch::Log, Vec<bool>)>,
+) -> Results {
     let counts = history::counts(events);
     let mut results = Results::new(options, counts);
     results.final_reads_ok = final_reads_ok;
@@ -393,6 +519,12 @@ fn check(options: &Options, events: &[history::Event], final_reads_ok: bool) -> 
         Workload::Set => {
             let reads = options.nodes;
             results.set = Some(checker::set::check(events, reads));
+        }
+        Workload::Watch => {
+            let (log, caught_up) = watched
+                .cloned()
+                .unwrap_or_else(|| (crate::watch::Log::default(), vec![false; options.nodes]));
+            results.watch = Some(checker::watch::check(events, &log, &caught_up));
         }
     }
     results.decide();

@@ -6,6 +6,10 @@
 //!   so every key's history stays small enough to check exhaustively, while
 //!   concurrent clients still contend on the same keys.
 //! - `set`: adds of unique integers; the set is read at the end.
+//! - `watch`: the same adds under their own prefix, followed by one watcher
+//!   per member through `/kv/watch` while a compactor trims the history
+//!   ([`crate::watch`]); every watcher must see every acknowledged add once,
+//!   in revision order.
 //!
 //! Each worker is one client task pinned to a member. It runs one logical
 //! process at a time; when an operation ends `info`, the process is
@@ -36,6 +40,8 @@ pub enum Workload {
     Register,
     /// Unique adds, then a final read.
     Set,
+    /// Unique adds followed by watchers on every member.
+    Watch,
 }
 
 /// Assigns register operations to keys, a group at a time.
@@ -137,7 +143,7 @@ impl Worker {
                         ),
                     }
                 }
-                Workload::Set => {
+                Workload::Set | Workload::Watch => {
                     let x = self.elements.fetch_add(1, Ordering::Relaxed) as i64;
                     (Function::Add, None, Some(Value::Int(x)))
                 }
@@ -161,6 +167,9 @@ impl Worker {
             (Function::Write, Some(Value::Int(v))) => self.client.write(key, *v).await,
             (Function::Cas, Some(Value::Pair([from, to]))) => {
                 self.client.cas(key, *from, *to).await
+            }
+            (Function::Add, Some(Value::Int(x))) if self.workload == Workload::Watch => {
+                self.client.add_under(crate::watch::WATCH_PREFIX, *x).await
             }
             (Function::Add, Some(Value::Int(x))) => self.client.add(*x).await,
             (Function::ReadAll, _) => self.client.read_all().await,

@@ -15,6 +15,7 @@
 pub mod linear;
 pub mod register;
 pub mod set;
+pub mod watch;
 
 use std::fmt::Debug;
 use std::hash::Hash;

@@ -129,6 +129,8 @@ pub struct Results {
     pub unknown_keys: Vec<UnknownKey>,
     /// The set checker's findings.
     pub set: Option<SetReport>,
+    /// The watch checker's findings.
+    pub watch: Option<crate::checker::watch::WatchReport>,
     /// Every final read succeeded.
     pub final_reads_ok: bool,
     /// Why the end of the run went wrong, if it did.
@@ -171,6 +173,7 @@ impl Results {
             failures: Vec::new(),
             unknown_keys: Vec::new(),
             set: None,
+            watch: None,
             final_reads_ok: false,
             final_error: None,
             interrupted: false,
@@ -185,7 +188,8 @@ impl Results {
 
     /// Sets `valid` from the findings (see the module doc).
     pub fn decide(&mut self) {
-        let set_invalid = self.set.as_ref().is_some_and(|s| !s.valid);
+        let set_invalid = self.set.as_ref().is_some_and(|s| !s.valid)
+            || self.watch.as_ref().is_some_and(|w| !w.valid);
         self.valid = if !self.failures.is_empty() || set_invalid || !self.final_reads_ok {
             Validity::Invalid
         } else if !self.unknown_keys.is_empty() || self.final_error.is_some() {
