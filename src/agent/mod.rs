@@ -19,6 +19,7 @@ pub mod feed;
 pub mod fleet;
 pub mod join;
 pub mod node;
+pub mod plan;
 pub mod pods;
 pub mod probe;
 pub mod process;

@@ -20,11 +20,14 @@
 //!   longer has are removed, and all but the last two runs of each container
 //!   are cleaned up.
 //!
+//! What to do is decided by a pure function ([`super::plan`]); this module
+//! executes its steps against the runtime and logs every step that fails.
 //! Then the status is computed ([`super::status`]) and posted when it
 //! changed. Everything the worker knows is in the runtime's labels and the
 //! API, so a restarted agent picks up where the last one stopped.
 
 use super::api::{encode, Api, ApiCallError};
+use super::plan::{self, Backoff, Memory, Step};
 use super::probe::{self, Kind, Results};
 use super::runtime::{
     Container, ContainerConfig, PodRef, Port, PullPolicy, Runtime, RuntimeError, Sandbox,
@@ -42,12 +45,6 @@ use tokio_util::sync::CancellationToken;
 
 /// A worker syncs at least this often.
 pub const RESYNC: Duration = Duration::from_secs(10);
-/// First restart back-off after the immediate first restart.
-pub const BACKOFF_START: Duration = Duration::from_secs(10);
-/// Longest back-off.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// A container that ran this long resets its back-off.
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// Grace for stopping containers of a pod that vanished from the API.
 const VANISHED_GRACE: Duration = Duration::from_secs(2);
 
@@ -65,31 +62,6 @@ pub struct Shared {
     pub probes: Results,
     /// HTTP client for httpGet probes (plain HTTP to pod IPs).
     pub probe_http: reqwest::Client,
-}
-
-/// Exponential back-off of one container (or image).
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    failures: u32,
-    until: Instant,
-}
-
-impl Backoff {
-    fn next(failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(16);
-        BACKOFF_START
-            .saturating_mul(1u32 << doublings)
-            .min(BACKOFF_MAX)
-    }
-}
-
-/// Whether a container that exited with `code` runs again under `policy`.
-pub fn should_restart(policy: &str, code: i64) -> bool {
-    match policy {
-        "Never" => false,
-        "OnFailure" => code != 0,
-        _ => true,
-    }
 }
 
 /// The container config of spec container `c` of `pod`, run `attempt`.
@@ -181,11 +153,8 @@ pub struct Worker {
     pod: PodRef,
     spec: watch::Receiver<Option<Arc<Value>>>,
     wake: Arc<Notify>,
-    restarts: HashMap<String, Backoff>,
-    pulls: HashMap<String, Backoff>,
-    /// The last pull error of each container, shown during ImagePullBackOff.
-    pull_errors: HashMap<String, String>,
-    waiting: HashMap<String, (String, String)>,
+    /// Back-offs and waiting reasons, kept between syncs.
+    memory: Memory,
     probes: HashMap<String, CancellationToken>,
     last_status: Option<Value>,
     confirmed: bool,
@@ -205,10 +174,7 @@ impl Worker {
             pod,
             spec,
             wake,
-            restarts: HashMap::new(),
-            pulls: HashMap::new(),
-            pull_errors: HashMap::new(),
-            waiting: HashMap::new(),
+            memory: Memory::default(),
             probes: HashMap::new(),
             last_status: None,
             confirmed: false,
@@ -299,7 +265,9 @@ impl Worker {
         }
         for c in apps.iter().chain(sandboxes.iter()) {
             if c.name.is_none() {
-                let _ = runtime.stop(&c.id, Duration::ZERO).await;
+                if let Err(e) = runtime.stop(&c.id, Duration::ZERO).await {
+                    tracing::debug!(pod = %self.pod.name, "stopping the sandbox: {e}");
+                }
             }
             self.shared.probes.forget(&c.id);
             if let Err(e) = runtime.remove(&c.id).await {
@@ -323,41 +291,40 @@ impl Worker {
 
     /// Brings the runtime in line with `pod`; when to look again.
     async fn sync(&mut self, pod: &Value) -> Result<Option<Duration>, RuntimeError> {
-        let runtime = self.shared.runtime.clone();
+        let pod_name = format!("{}_{}({})", self.pod.name, self.pod.namespace, self.pod.uid);
         let mut wake: Option<Duration> = None;
-        let mut soon = |d: Duration| wake = Some(wake.map_or(d, |w: Duration| w.min(d)));
-        let containers = self.containers().await?;
-        let spec = &pod["spec"];
-        let policy = spec["restartPolicy"].as_str().unwrap_or("Always");
-
-        // The sandbox.
-        let sandbox = containers
-            .iter()
-            .filter(|c| c.name.is_none() && matches!(c.state, State::Running { .. }))
-            .max_by_key(|c| c.attempt)
-            .map(|c| Sandbox {
+        // Two rounds at most: a new sandbox, then its containers.
+        for _ in 0..2 {
+            let containers = self.containers().await?;
+            let sandbox = plan::running_sandbox(&containers).map(|c| Sandbox {
                 id: c.id.clone(),
                 ip: c.ip.clone().unwrap_or_default(),
             });
-        let sandbox = match sandbox {
-            Some(s) => s,
-            None => {
-                // A dead sandbox takes its containers with it.
-                for c in containers.iter().filter(|c| c.name.is_some()) {
-                    if matches!(c.state, State::Running { .. }) {
-                        let _ = runtime.stop(&c.id, Duration::ZERO).await;
+            let probes = &self.shared.probes;
+            let planned = plan::plan(
+                pod,
+                &pod_name,
+                &containers,
+                &self.memory,
+                |id| probes.get(id, Kind::Liveness),
+                Instant::now(),
+            );
+            if let Some(w) = planned.wake {
+                wake = Some(wake.map_or(w, |x: Duration| x.min(w)));
+            }
+            let mut sandbox_started = false;
+            for step in planned.steps {
+                match self.execute(pod, sandbox.as_ref(), step).await {
+                    Ok(Executed::SandboxStarted) => sandbox_started = true,
+                    Ok(Executed::Done) => {}
+                    Ok(Executed::RetryIn(after)) => {
+                        wake = Some(wake.map_or(after, |x: Duration| x.min(after)));
                     }
-                }
-                for c in containers.iter().filter(|c| c.name.is_none()) {
-                    let _ = runtime.remove(&c.id).await;
-                }
-                match runtime.run_sandbox(&sandbox_config(pod, &self.pod)).await {
-                    Ok(s) => s,
-                    Err(e) => {
+                    Err(Failed::Sandbox(e)) => {
                         tracing::warn!(pod = %self.pod.name, "cannot start the pod sandbox: {e}");
-                        for c in pod::list(spec, "containers") {
+                        for c in pod::list(&pod["spec"], "containers") {
                             let name = c["name"].as_str().unwrap_or("").to_owned();
-                            self.waiting.insert(
+                            self.memory.waiting.insert(
                                 name,
                                 (
                                     "ContainerCreating".into(),
@@ -370,130 +337,116 @@ impl Worker {
                     }
                 }
             }
+            if !sandbox_started {
+                let fresh = self.containers().await?;
+                let ip = sandbox.map(|s| s.ip);
+                self.post_status(pod, &fresh, ip.as_deref()).await;
+                return Ok(wake);
+            }
+        }
+        // A sandbox started twice without showing as running: look again soon.
+        Ok(Some(Duration::from_secs(1)))
+    }
+
+    /// Executes one step of a plan; failures of the step itself are logged
+    /// here (and shown in the status where Kubernetes shows them).
+    async fn execute(
+        &mut self,
+        pod: &Value,
+        sandbox: Option<&Sandbox>,
+        step: Step,
+    ) -> Result<Executed, Failed> {
+        let runtime = self.shared.runtime.clone();
+        let who = self.pod.name.clone();
+        let logged = |what: &str, result: Result<(), RuntimeError>| {
+            if let Err(e) = result {
+                if !matches!(e, RuntimeError::NotFound(_)) {
+                    tracing::warn!(pod = %who, "{what}: {e}");
+                }
+            }
         };
-
-        // Each container of the spec.
-        let mut by_name: HashMap<&str, Vec<&Container>> = HashMap::new();
-        for c in containers.iter() {
-            if let Some(name) = c.name.as_deref() {
-                by_name.entry(name).or_default().push(c);
+        match step {
+            Step::StopAtOnce { id } => {
+                logged(
+                    "stopping a container of a dead sandbox",
+                    runtime.stop(&id, Duration::ZERO).await,
+                );
             }
-        }
-        for runs in by_name.values_mut() {
-            runs.sort_by_key(|c| c.attempt);
-        }
-        let now = Instant::now();
-        for c in pod::list(spec, "containers") {
-            let name = c["name"].as_str().unwrap_or("").to_owned();
-            let runs = by_name.get(name.as_str()).cloned().unwrap_or_default();
-            let latest = runs.last().copied();
-            let start_attempt = match latest.map(|l| &l.state) {
-                None => Some(0),
-                Some(State::Created) => {
-                    // A container created but never started (the agent died
-                    // in between): start it.
-                    if let Some(l) = latest {
-                        if let Err(e) = runtime.start(&l.id).await {
-                            tracing::warn!(pod = %self.pod.name, container = %name, "start: {e}");
-                            let _ = runtime.remove(&l.id).await;
-                        }
-                    }
-                    None
+            Step::Remove { id } => {
+                self.shared.probes.forget(&id);
+                logged("removing a container", runtime.remove(&id).await);
+            }
+            Step::RunSandbox => {
+                runtime
+                    .run_sandbox(&sandbox_config(pod, &self.pod))
+                    .await
+                    .map_err(Failed::Sandbox)?;
+                return Ok(Executed::SandboxStarted);
+            }
+            Step::StartCreated { name, id } => {
+                if let Err(e) = runtime.start(&id).await {
+                    tracing::warn!(pod = %who, container = %name, "starting a created container: {e}");
+                    logged(
+                        "removing a container that would not start",
+                        runtime.remove(&id).await,
+                    );
                 }
-                Some(State::Running { .. }) => {
-                    let id = latest.map(|l| l.id.clone()).unwrap_or_default();
-                    self.waiting.remove(&name);
+            }
+            Step::Probe { name, id } => {
+                if let (Some(c), Some(sandbox)) = (spec_container(pod, &name), sandbox) {
                     self.ensure_probes(c, &id, &sandbox.ip);
-                    if self.shared.probes.get(&id, Kind::Liveness) == Some(false) {
-                        tracing::info!(pod = %self.pod.name, container = %name, "liveness probe failed: restarting");
-                        let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
-                        let _ = runtime.stop(&id, Duration::from_secs(grace)).await;
-                        self.shared.probes.forget(&id);
-                        soon(Duration::ZERO);
-                    }
-                    None
-                }
-                Some(State::Exited {
-                    code,
-                    started_at,
-                    finished_at,
-                    ..
-                }) => {
-                    let id = latest.map(|l| l.id.clone()).unwrap_or_default();
-                    if let Some(token) = self.probes.remove(&id) {
-                        token.cancel();
-                    }
-                    if !should_restart(policy, *code) {
-                        self.waiting.remove(&name);
-                        None
-                    } else {
-                        let ran = started_at
-                            .and_then(|s| finished_at.duration_since(s).ok())
-                            .unwrap_or_default();
-                        let backoff = self.restarts.entry(name.clone()).or_insert(Backoff {
-                            failures: 0,
-                            until: now,
-                        });
-                        if ran >= BACKOFF_RESET {
-                            *backoff = Backoff {
-                                failures: 0,
-                                until: now,
-                            };
-                        }
-                        if backoff.until > now {
-                            let left = backoff.until - now;
-                            self.waiting.insert(name.clone(), (
-                                "CrashLoopBackOff".into(),
-                                format!("back-off {}s restarting failed container={name} pod={}_{}({})",
-                                    Backoff::next(backoff.failures).as_secs(), self.pod.name, self.pod.namespace, self.pod.uid),
-                            ));
-                            soon(left);
-                            None
-                        } else {
-                            backoff.failures += 1;
-                            backoff.until = now
-                                + if backoff.failures == 1 {
-                                    Duration::ZERO
-                                } else {
-                                    Backoff::next(backoff.failures - 1)
-                                };
-                            latest.map(|l| l.attempt + 1)
-                        }
-                    }
-                }
-            };
-            if let Some(attempt) = start_attempt {
-                if let Some(next) = self.start_container(pod, c, &sandbox, attempt).await {
-                    soon(next);
                 }
             }
-            // Keep the last two runs of each container.
-            if runs.len() > 2 {
-                for old in &runs[..runs.len() - 2] {
-                    let _ = runtime.remove(&old.id).await;
+            Step::Kill { name, id, grace } => {
+                tracing::info!(pod = %who, container = %name, "liveness probe failed: restarting");
+                logged(
+                    "stopping an unhealthy container",
+                    runtime.stop(&id, grace).await,
+                );
+                self.shared.probes.forget(&id);
+            }
+            Step::StopProbes { id } => {
+                if let Some(token) = self.probes.remove(&id) {
+                    token.cancel();
                 }
             }
+            Step::RestartBackoff { name, backoff } => {
+                self.memory.restarts.insert(name, backoff);
+            }
+            Step::Start { name, attempt } => {
+                let (Some(c), Some(sandbox)) = (spec_container(pod, &name), sandbox) else {
+                    return Ok(Executed::Done);
+                };
+                if let Some(after) = self.start_container(pod, c, sandbox, attempt).await {
+                    return Ok(Executed::RetryIn(after));
+                }
+            }
+            Step::Waiting {
+                name,
+                reason,
+                message,
+            } => {
+                self.memory.waiting.insert(name, (reason, message));
+            }
+            Step::NotWaiting { name } => {
+                self.memory.waiting.remove(&name);
+            }
+            Step::Discard { id } => {
+                logged(
+                    "stopping a container the spec dropped",
+                    runtime.stop(&id, plan::DISCARD_GRACE).await,
+                );
+                logged(
+                    "removing a container the spec dropped",
+                    runtime.remove(&id).await,
+                );
+            }
         }
-        // Containers the spec no longer has.
-        let wanted: Vec<&str> = pod::list(spec, "containers")
-            .iter()
-            .filter_map(|c| c["name"].as_str())
-            .collect();
-        for c in containers
-            .iter()
-            .filter(|c| c.name.as_deref().is_some_and(|n| !wanted.contains(&n)))
-        {
-            let _ = runtime.stop(&c.id, Duration::from_secs(2)).await;
-            let _ = runtime.remove(&c.id).await;
-        }
-
-        let fresh = self.containers().await?;
-        self.post_status(pod, &fresh, Some(&sandbox.ip)).await;
-        Ok(wake)
+        Ok(Executed::Done)
     }
 
     /// Pulls (per policy) and starts run `attempt` of container `c`; when to
-    /// look again if it is backing off.
+    /// try again if that failed.
     async fn start_container(
         &mut self,
         pod: &Value,
@@ -505,45 +458,31 @@ impl Worker {
         let name = c["name"].as_str().unwrap_or("").to_owned();
         let image = c["image"].as_str().unwrap_or("").to_owned();
         let now = Instant::now();
-        if let Some(b) = self.pulls.get(&name) {
-            if b.until > now {
-                if self
-                    .waiting
-                    .get(&name)
-                    .is_none_or(|(r, _)| r != "ErrImageNeverPull")
-                {
-                    // Keep the runtime's reason in view while backing off.
-                    let message = match self.pull_errors.get(&name) {
-                        Some(e) => format!("Back-off pulling image \"{image}\": {e}"),
-                        None => format!("Back-off pulling image \"{image}\""),
-                    };
-                    self.waiting
-                        .insert(name.clone(), ("ImagePullBackOff".into(), message));
-                }
-                return Some(b.until - now);
-            }
-        }
         let policy = PullPolicy::parse(c["imagePullPolicy"].as_str().unwrap_or("IfNotPresent"));
-        self.waiting
+        self.memory
+            .waiting
             .insert(name.clone(), ("ContainerCreating".into(), String::new()));
         if let Err(e) = runtime.pull(&image, policy).await {
             let reason = match e {
                 RuntimeError::ImageNeverPull(_) => "ErrImageNeverPull",
                 _ => "ErrImagePull",
             };
-            let b = self.pulls.entry(name.clone()).or_insert(Backoff {
+            let b = self.memory.pulls.entry(name.clone()).or_insert(Backoff {
                 failures: 0,
                 until: now,
             });
             b.failures += 1;
-            b.until = now + Backoff::next(b.failures);
+            b.until = now + Backoff::after(b.failures);
+            let retry = Backoff::after(b.failures);
             tracing::info!(pod = %self.pod.name, container = %name, "{reason}: {e}");
-            self.pull_errors.insert(name.clone(), e.to_string());
-            self.waiting.insert(name, (reason.into(), e.to_string()));
-            return Some(Backoff::next(b.failures));
+            self.memory.pull_errors.insert(name.clone(), e.to_string());
+            self.memory
+                .waiting
+                .insert(name, (reason.into(), e.to_string()));
+            return Some(retry);
         }
-        self.pulls.remove(&name);
-        self.pull_errors.remove(&name);
+        self.memory.pulls.remove(&name);
+        self.memory.pull_errors.remove(&name);
         let config = container_config(c, pod, &sandbox.ip, attempt);
         let started = match runtime.create(&self.pod, sandbox, &config).await {
             Ok(id) => runtime.start(&id).await.map(|()| id),
@@ -551,13 +490,14 @@ impl Worker {
         };
         match started {
             Ok(id) => {
-                self.waiting.remove(&name);
+                self.memory.waiting.remove(&name);
                 tracing::debug!(pod = %self.pod.name, container = %name, attempt, %id, "container started");
                 None
             }
             Err(e) => {
                 tracing::warn!(pod = %self.pod.name, container = %name, "cannot start: {e}");
-                self.waiting
+                self.memory
+                    .waiting
                     .insert(name, ("CreateContainerError".into(), e.to_string()));
                 Some(Duration::from_secs(2))
             }
@@ -610,7 +550,7 @@ impl Worker {
                 }
                 _ => false,
             };
-            let waiting = self.waiting.get(name).cloned().filter(|_| {
+            let waiting = self.memory.waiting.get(name).cloned().filter(|_| {
                 // A running container is not waiting, whatever was noted.
                 !latest.is_some_and(|l| matches!(l.state, State::Running { .. }))
             });
@@ -644,27 +584,32 @@ impl Worker {
     }
 }
 
+/// How a step went, when it did not fail.
+enum Executed {
+    /// Done (or nothing to do).
+    Done,
+    /// A sandbox now runs: plan again with it.
+    SandboxStarted,
+    /// It failed in a way shown in the status; try again after this long.
+    RetryIn(Duration),
+}
+
+/// A step failure that ends the sync.
+enum Failed {
+    /// The sandbox would not start.
+    Sandbox(RuntimeError),
+}
+
+/// The spec container named `name`.
+fn spec_container<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    pod::list(&pod["spec"], "containers")
+        .iter()
+        .find(|c| c["name"].as_str() == Some(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn restart_policies() {
-        assert!(should_restart("Always", 0));
-        assert!(should_restart("Always", 1));
-        assert!(!should_restart("OnFailure", 0));
-        assert!(should_restart("OnFailure", 137));
-        assert!(!should_restart("Never", 1));
-    }
-
-    #[test]
-    fn backoff_doubles_to_five_minutes() {
-        assert_eq!(Backoff::next(1), Duration::from_secs(10));
-        assert_eq!(Backoff::next(2), Duration::from_secs(20));
-        assert_eq!(Backoff::next(3), Duration::from_secs(40));
-        assert_eq!(Backoff::next(10), Duration::from_secs(300));
-        assert_eq!(Backoff::next(u32::MAX), Duration::from_secs(300));
-    }
 
     #[test]
     fn container_configs_carry_the_spec() {
