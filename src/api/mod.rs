@@ -26,7 +26,6 @@ pub mod openapi;
 pub mod patch;
 pub mod rest;
 pub mod selectors;
-pub mod services;
 pub mod store;
 pub mod table;
 

@@ -19,10 +19,9 @@
 
 use super::{read_barrier, write, ApiError, Caller, Consistency, Context};
 use crate::api::selectors::Selector;
-use crate::api::services::{self, Claim};
 use crate::api::store;
 use crate::objects::registry::{self, Resource};
-use crate::objects::{kinds, meta};
+use crate::objects::{meta, service, Claim};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -441,12 +440,13 @@ impl Request<'_> {
         } else {
             None
         };
+        let claims = store::still_held(self.ctx, claims)?;
         let swap = store::Swap {
             key,
             expected,
             object: obj,
             namespace,
-            claims,
+            claims: &claims,
         };
         let n = self
             .writes
@@ -653,11 +653,11 @@ impl Request<'_> {
         Ok(())
     }
 
-    fn validate(&self, obj: &Value) -> Result<(), ApiError> {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
         // kubectl asks for strict field validation by default: a field the
         // type does not have is a typo the user wants to hear about.
         if self.query.get("fieldValidation").map(String::as_str) == Some("Strict") {
-            let unknown = super::openapi::unknown_fields(self.resource(), obj);
+            let unknown = crate::objects::types::unknown_fields(self.resource(), obj);
             if !unknown.is_empty() {
                 let fields: Vec<String> = unknown
                     .iter()
@@ -669,7 +669,10 @@ impl Request<'_> {
                 )));
             }
         }
-        let errors = kinds::validate(self.resource(), obj);
+        let errors = match old {
+            Some(old) => self.resource().strategy.validate_update(old, obj),
+            None => self.resource().strategy.validate(obj),
+        };
         if errors.is_empty() {
             Ok(())
         } else {
@@ -698,21 +701,16 @@ impl Request<'_> {
                 }
             }
         }
-        kinds::default(self.resource(), &mut obj);
-        self.validate(&obj)?;
+        self.resource().strategy.default(&mut obj);
+        self.validate(&obj, None)?;
         self.restrict(meta::name(&obj).unwrap_or(""), None)?;
         meta::on_create(&mut obj, meta::now());
         let name = meta::name(&obj).unwrap_or("").to_owned();
-        let owner = format!("{}/{name}", self.target.namespace.as_deref().unwrap_or(""));
         let key = self.key(&name);
         // A Service's random IP or node port may be taken: try a few.
         for _ in 0..ALLOCATION_ATTEMPTS {
             let mut candidate = obj.clone();
-            let claims = if self.resource().kind == "Service" {
-                services::allocate(&mut candidate, &owner)
-            } else {
-                Vec::new()
-            };
+            let claims = self.resource().strategy.allocate(&mut candidate);
             match self.swap_with(&key, 0, Some(&candidate), &claims).await? {
                 Swap::Done(revision) => {
                     meta::set_resource_version(&mut candidate, revision);
@@ -743,7 +741,7 @@ impl Request<'_> {
         errors.invalid(
             "spec",
             format!("the cluster IP or a node port is already allocated (service range {}, node ports {}-{})",
-                services::SERVICE_CIDR, services::NODE_PORTS.start(), services::NODE_PORTS.end()),
+                service::SERVICE_CIDR, service::NODE_PORTS.start(), service::NODE_PORTS.end()),
         );
         Err(invalid(self.resource(), &name, errors))
     }
@@ -766,19 +764,10 @@ impl Request<'_> {
 
     /// The range keys an update of `current` into `next` takes or gives back.
     fn update_claims(&self, current: &Value, next: &mut Value) -> Result<Vec<Claim>, ApiError> {
-        if self.resource().kind != "Service" {
-            return Ok(Vec::new());
-        }
-        let owner = format!(
-            "{}/{}",
-            self.target.namespace.as_deref().unwrap_or(""),
-            self.name()
-        );
-        services::reallocate(current, next, &owner).map_err(|message| {
-            let mut errors = crate::objects::validate::Errors::default();
-            errors.invalid("spec.clusterIP", message);
-            invalid(self.resource(), self.name(), errors)
-        })
+        self.resource()
+            .strategy
+            .reallocate(current, next)
+            .map_err(|errors| invalid(self.resource(), self.name(), errors))
     }
 
     /// Turns the client's new version into the object to store, given the
@@ -809,8 +798,8 @@ impl Request<'_> {
             }
         };
         meta::on_update(current, &mut next);
-        kinds::default(self.resource(), &mut next);
-        self.validate(&next)?;
+        self.resource().strategy.default(&mut next);
+        self.validate(&next, Some(current))?;
         Ok(next)
     }
 
@@ -1219,14 +1208,7 @@ impl Request<'_> {
                 }
                 store::Deletion::Remove => {}
             }
-            let claims = match self.resource().kind {
-                "Service" => services::release(&current),
-                // Deleting a Node revokes its agent's credential.
-                "Node" => vec![Claim::Release {
-                    key: crate::security::nodes::key(name),
-                }],
-                _ => Vec::new(),
-            };
+            let claims = self.resource().strategy.release(&current);
             if let Swap::Done(_) = self.swap_with(&key, revision, None, &claims).await? {
                 return Ok((current, StatusCode::OK));
             }
@@ -1510,7 +1492,7 @@ pub async fn ensure_namespace(ctx: &Context, name: &str) -> Result<(), ApiError>
     let resource = registry::by_kind("Namespace")
         .ok_or_else(|| ApiError::Internal("Namespace is not registered".into()))?;
     let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    kinds::default(resource, &mut obj);
+    resource.strategy.default(&mut obj);
     meta::on_create(&mut obj, meta::now());
     let key = resource.key(None, name);
     let command = Command::Txn(Txn {

@@ -7,14 +7,14 @@
 //! late write fails instead of overwriting its successor's. Creating a
 //! namespaced object also requires its namespace to exist, in the same
 //! transaction. Claims (a Service's cluster IP and node ports) are taken and
-//! released in the same transaction as the object.
+//! released in the same transaction as the object; a release applies only
+//! while the key still holds the releasing object ([`still_held`]).
 //!
 //! [`deletion`] decides what deleting an object means (remove it, or mark it
 //! and let its agent or finalizers finish), for the API and the loops alike.
 
-use super::services::Claim;
 use super::{write_with_id, ApiError, Context};
-use crate::objects::{meta, pod, registry, Resource};
+use crate::objects::{meta, pod, registry, Claim, Resource};
 use axum::http::Uri;
 use flotilla_storage::{Command, Compare, CompareOp, Op, Response as Store, Revision, Target, Txn};
 use serde_json::{json, Value};
@@ -98,9 +98,19 @@ pub fn transaction(swap: &Swap<'_>) -> Result<Txn, ApiError> {
                     value: owner.clone().into_bytes(),
                 });
             }
-            Claim::Release { key } => success.push(Op::Delete {
-                key: key.clone().into_bytes(),
-            }),
+            Claim::Release { key, owner } => {
+                // Give back only what the object still holds.
+                if let Some(owner) = owner {
+                    compare.push(Compare {
+                        key: key.clone().into_bytes(),
+                        target: Target::Value(owner.clone().into_bytes()),
+                        op: CompareOp::Equal,
+                    });
+                }
+                success.push(Op::Delete {
+                    key: key.clone().into_bytes(),
+                });
+            }
         }
     }
     Ok(Txn {
@@ -108,6 +118,31 @@ pub fn transaction(swap: &Swap<'_>) -> Result<Txn, ApiError> {
         success,
         failure: vec![],
     })
+}
+
+/// `claims` without the releases of keys that no longer hold their owner
+/// (gone, or another object's): a delete gives back only what the object
+/// holds. [`transaction`] compares the holder again, so a claim that changes
+/// hands after this read fails the write instead of being deleted.
+///
+/// # Errors
+/// When the local store cannot be read.
+pub fn still_held(ctx: &Context, claims: &[Claim]) -> Result<Vec<Claim>, ApiError> {
+    let mut kept = Vec::with_capacity(claims.len());
+    for claim in claims {
+        if let Claim::Release {
+            key,
+            owner: Some(owner),
+        } = claim
+        {
+            let read = ctx.node.engine().get(key.as_bytes(), None)?;
+            if read.value.is_none_or(|kv| kv.value != owner.as_bytes()) {
+                continue;
+            }
+        }
+        kept.push(claim.clone());
+    }
+    Ok(kept)
 }
 
 /// A transaction that runs `op` if `key`'s `target` equals the stored one,
@@ -277,5 +312,39 @@ mod tests {
         .expect("txn");
         assert_eq!(txn.compare.len(), 2);
         assert_eq!(txn.compare[1].key, b"/registry/namespaces/default".to_vec());
+    }
+
+    #[test]
+    fn releases_compare_their_owner() {
+        let claims = [
+            Claim::Release {
+                key: "/registry/ranges/serviceips/10.96.0.5".into(),
+                owner: Some("default/web".into()),
+            },
+            Claim::Release {
+                key: "/flotilla/nodes/n1".into(),
+                owner: None,
+            },
+        ];
+        let txn = transaction(&Swap {
+            key: "/registry/services/default/web",
+            expected: 7,
+            object: None,
+            namespace: None,
+            claims: &claims,
+        })
+        .expect("txn");
+        // The object's revision, and the owned range key's holder.
+        assert_eq!(txn.compare.len(), 2);
+        assert_eq!(
+            txn.compare[1].key,
+            b"/registry/ranges/serviceips/10.96.0.5".to_vec()
+        );
+        assert_eq!(
+            txn.compare[1].target,
+            Target::Value(b"default/web".to_vec())
+        );
+        // Both keys are deleted with the object.
+        assert_eq!(txn.success.len(), 3);
     }
 }

@@ -10,7 +10,7 @@
 use super::informer::Object;
 use crate::api::store::{self, Deletion, Outcome, Swap};
 use crate::api::{ApiError, Context};
-use crate::objects::{kinds, meta, Resource};
+use crate::objects::{meta, Resource};
 use axum::http::Uri;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -68,8 +68,8 @@ impl Writer {
                     json!(format!("{prefix}{}", crate::security::random_string(5)));
             }
         }
-        kinds::default(resource, &mut obj);
-        let errors = kinds::validate(resource, &obj);
+        resource.strategy.default(&mut obj);
+        let errors = resource.strategy.validate(&obj);
         if !errors.is_empty() {
             let text: Vec<String> = errors
                 .0
@@ -112,7 +112,7 @@ impl Writer {
         mut next: Value,
     ) -> Result<Outcome, ApiError> {
         meta::on_update(&current.value, &mut next);
-        kinds::default(resource, &mut next);
+        resource.strategy.default(&mut next);
         if next == current.value {
             return Ok(Outcome::Done(current.revision));
         }
@@ -149,11 +149,8 @@ impl Writer {
     /// # Errors
     /// Write failures (no leader).
     pub async fn remove(&self, resource: &Resource, current: &Object) -> Result<Outcome, ApiError> {
-        let claims = if resource.kind == "Service" {
-            crate::api::services::release(&current.value)
-        } else {
-            Vec::new()
-        };
+        let released = resource.strategy.release(&current.value);
+        let claims = store::still_held(&self.ctx, &released)?;
         let swap = Swap {
             key: &current.key,
             expected: current.revision,

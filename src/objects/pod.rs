@@ -5,8 +5,20 @@
 //! Kubernetes' meaning: requests default to limits, a pod is *active* until
 //! it is terminating or has finished, *ready* when its Ready condition is
 //! True, *available* once it has been ready for `minReadySeconds`.
+//!
+//! The Pod kind's strategy ([`Pods`]) lives here too: defaulting and
+//! validation (the pod spec rules are [`super::podspec`]'s), its types and
+//! its table printer.
 
+use super::podspec;
+use super::print::{
+    self, age, col, elapsed, flag, human_duration, int, later, name, or_none, parse_rfc3339, set,
+    text, wide, Column, Row, AGE, NAME,
+};
 use super::quantity;
+use super::registry::Resource;
+use super::strategy::Strategy;
+use super::validate::{self, Errors};
 use serde_json::{json, Value};
 
 /// What a pod asks of a node.
@@ -197,9 +209,340 @@ pub fn set_condition(
     }
 }
 
+// ---------------------------------------------------------------------------
+// The Pod kind: defaulting, validation, types and printing.
+
+/// The rules of Pod objects.
+#[derive(Debug, Clone, Copy)]
+pub struct Pods;
+
+/// The resource served for this kind.
+pub const RESOURCE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    list_kind: "PodList",
+    plural: "pods",
+    singular: "pod",
+    short_names: &["po"],
+    namespaced: true,
+    subresources: &["status", "binding", "log"],
+    in_all: true,
+    strategy: &Pods,
+};
+
+const TYPES: &str = "
+core.ContainerState running:core.ContainerStateRunning
+        terminated:core.ContainerStateTerminated waiting:core.ContainerStateWaiting
+core.ContainerStateRunning startedAt:time
+core.ContainerStateTerminated containerID:string exitCode:integer finishedAt:time
+        message:string reason:string signal:integer startedAt:time
+core.ContainerStateWaiting message:string reason:string
+core.ContainerStatus allocatedResources:{quantity}
+        allocatedResourcesStatus:[core.ResourceStatus]@merge/name containerID:string
+        image:string imageID:string lastState:core.ContainerState name:string ready:boolean
+        resources:core.ResourceRequirements restartCount:integer started:boolean
+        state:core.ContainerState user:core.ContainerUser
+        volumeMounts:[core.VolumeMountStatus]@merge/mountPath
+core.ContainerUser linux:core.LinuxContainerUser
+core.HostIP ip:string
+core.LinuxContainerUser gid:integer supplementalGroups:[integer] uid:integer
+core.Pod apiVersion:string kind:string metadata:meta.ObjectMeta spec:core.PodSpec
+        status:core.PodStatus
+core.PodCondition lastProbeTime:time lastTransitionTime:time message:string reason:string
+        status:string type:string
+core.PodIP ip:string
+core.PodResourceClaimStatus name:string resourceClaimName:string
+core.PodStatus conditions:[core.PodCondition]@merge/type
+        containerStatuses:[core.ContainerStatus]
+        ephemeralContainerStatuses:[core.ContainerStatus] hostIP:string
+        hostIPs:[core.HostIP]@merge/ip initContainerStatuses:[core.ContainerStatus]
+        message:string nominatedNodeName:string phase:string podIP:string
+        podIPs:[core.PodIP]@merge/ip qosClass:string reason:string resize:string
+        resourceClaimStatuses:[core.PodResourceClaimStatus]@merge,retainKeys/name startTime:time
+core.ResourceHealth health:string resourceID:string
+core.ResourceStatus name:string resources:[core.ResourceHealth]
+core.VolumeMountStatus mountPath:string name:string readOnly:boolean
+        recursiveReadOnly:string
+";
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
+    col("Status", "string", "The aggregate status of the containers in this pod."),
+    col("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+    AGE,
+    wide("IP", "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
+    wide("Node", "NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName."),
+    wide("Nominated Node", "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods."),
+    wide("Readiness Gates", "If specified, all readiness gates will be evaluated for pod readiness."),
+];
+
+impl Strategy for Pods {
+    fn type_name(&self) -> Option<&'static str> {
+        Some("core.Pod")
+    }
+
+    fn types(&self) -> &'static str {
+        TYPES
+    }
+
+    fn default(&self, obj: &mut Value) {
+        if let Some(spec) = obj.get_mut("spec") {
+            podspec::default_pod_spec(spec);
+        }
+        let status = obj
+            .as_object_mut()
+            .map(|o| o.entry("status").or_insert_with(|| json!({})));
+        if let Some(Value::Object(status)) = status {
+            status.entry("phase").or_insert_with(|| json!("Pending"));
+        }
+    }
+
+    fn validate(&self, obj: &Value) -> Errors {
+        let mut errors = validate::object(obj, self.name_rule());
+        if !obj.is_object() {
+            return errors;
+        }
+        match obj.get("spec") {
+            Some(spec) => podspec::pod_spec(spec, "spec", &mut errors),
+            None => errors.required("spec"),
+        }
+        errors
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn row(&self, obj: &Value, now: i64) -> Row {
+        pod_row(obj, now)
+    }
+}
+
+/// `printPod`: READY counts ready running containers (plus started
+/// restartable init containers); STATUS is the phase, overridden by the pod's
+/// reason, an init container's state (`Init:1/2`, `Init:ErrImagePull`), a
+/// container's waiting or terminated reason (`CrashLoopBackOff`,
+/// `Completed`, `ExitCode:1`), and finally `Terminating` once deletion has
+/// begun.
+fn pod_row(pod: &Value, now: i64) -> Row {
+    let phase = text(pod, "/status/phase");
+    let mut reason = match text(pod, "/status/reason") {
+        "" => phase.to_owned(),
+        r => r.to_owned(),
+    };
+    for condition in print::list(pod, "/status/conditions") {
+        if text(condition, "/type") == "PodScheduled"
+            && text(condition, "/reason") == "SchedulingGated"
+        {
+            reason = "SchedulingGated".to_owned();
+        }
+    }
+    let conditions = match phase {
+        "Succeeded" => Some(json!([{"type": "Completed", "status": "True",
+            "reason": "Succeeded", "message": "The pod has completed successfully."}])),
+        "Failed" => Some(json!([{"type": "Completed", "status": "True",
+            "reason": "Failed", "message": "The pod failed."}])),
+        _ => None,
+    };
+
+    let init_specs = print::list(pod, "/spec/initContainers");
+    let restartable = |container: &str| {
+        init_specs
+            .iter()
+            .any(|c| text(c, "/name") == container && text(c, "/restartPolicy") == "Always")
+    };
+    let total = print::list(pod, "/spec/containers").len()
+        + init_specs
+            .iter()
+            .filter(|c| text(c, "/restartPolicy") == "Always")
+            .count();
+    let mut ready = 0usize;
+    let mut restarts = 0i64;
+    let mut sidecar_restarts = 0i64;
+    let mut last_restart: Option<i128> = None;
+    let mut last_sidecar_restart: Option<i128> = None;
+    let finished_at = |status: &Value| {
+        set(status, "/lastState/terminated")
+            .and_then(|t| t.get("finishedAt"))
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+    };
+
+    let mut initializing = false;
+    for (i, status) in print::list(pod, "/status/initContainerStatuses")
+        .iter()
+        .enumerate()
+    {
+        restarts += int(status, "/restartCount");
+        last_restart = later(last_restart, finished_at(status));
+        let sidecar = restartable(text(status, "/name"));
+        if sidecar {
+            sidecar_restarts += int(status, "/restartCount");
+            last_sidecar_restart = later(last_sidecar_restart, finished_at(status));
+        }
+        let terminated = set(status, "/state/terminated");
+        let waiting_reason = set(status, "/state/waiting").map(|w| text(w, "/reason"));
+        if terminated.is_some_and(|t| int(t, "/exitCode") == 0) {
+            continue;
+        }
+        if sidecar && flag(status, "/started") {
+            if flag(status, "/ready") {
+                ready += 1;
+            }
+            continue;
+        }
+        if let Some(t) = terminated {
+            reason = match text(t, "/reason") {
+                "" if int(t, "/signal") != 0 => format!("Init:Signal:{}", int(t, "/signal")),
+                "" => format!("Init:ExitCode:{}", int(t, "/exitCode")),
+                r => format!("Init:{r}"),
+            };
+        } else if let Some(w) = waiting_reason.filter(|w| !w.is_empty() && *w != "PodInitializing")
+        {
+            reason = format!("Init:{w}");
+        } else {
+            reason = format!("Init:{i}/{}", init_specs.len());
+        }
+        initializing = true;
+        break;
+    }
+
+    let initialized = print::list(pod, "/status/conditions")
+        .iter()
+        .any(|c| text(c, "/type") == "Initialized" && text(c, "/status") == "True");
+    if !initializing || initialized {
+        restarts = sidecar_restarts;
+        last_restart = last_sidecar_restart;
+        let mut has_running = false;
+        for status in print::list(pod, "/status/containerStatuses").iter().rev() {
+            restarts += int(status, "/restartCount");
+            last_restart = later(last_restart, finished_at(status));
+            let waiting_reason = set(status, "/state/waiting").map(|w| text(w, "/reason"));
+            let terminated = set(status, "/state/terminated");
+            if let Some(w) = waiting_reason.filter(|w| !w.is_empty()) {
+                reason = w.to_owned();
+            } else if let Some(t) = terminated {
+                reason = match text(t, "/reason") {
+                    "" if int(t, "/signal") != 0 => format!("Signal:{}", int(t, "/signal")),
+                    "" => format!("ExitCode:{}", int(t, "/exitCode")),
+                    r => r.to_owned(),
+                };
+            } else if flag(status, "/ready") && set(status, "/state/running").is_some() {
+                has_running = true;
+                ready += 1;
+            }
+        }
+        // A pod whose other containers completed but one still runs.
+        if reason == "Completed" && has_running {
+            let pod_ready = print::list(pod, "/status/conditions")
+                .iter()
+                .any(|c| text(c, "/type") == "Ready" && text(c, "/status") == "True");
+            reason = if pod_ready { "Running" } else { "NotReady" }.to_owned();
+        }
+    }
+
+    let deleting = set(pod, "/metadata/deletionTimestamp").is_some();
+    if deleting && text(pod, "/status/reason") == "NodeLost" {
+        reason = "Unknown".to_owned();
+    } else if deleting && phase != "Succeeded" && phase != "Failed" {
+        reason = "Terminating".to_owned();
+    }
+
+    let restarts_cell = match last_restart {
+        Some(last) if restarts != 0 => {
+            format!("{restarts} ({} ago)", human_duration(elapsed(now, last)))
+        }
+        _ => restarts.to_string(),
+    };
+
+    let ip = print::list(pod, "/status/podIPs")
+        .first()
+        .map(|p| text(p, "/ip"))
+        .unwrap_or_else(|| text(pod, "/status/podIP"));
+    let gates = print::list(pod, "/spec/readinessGates");
+    let readiness_gates = if gates.is_empty() {
+        "<none>".to_owned()
+    } else {
+        let pod_conditions = print::list(pod, "/status/conditions");
+        let passed = gates
+            .iter()
+            .filter(|gate| {
+                let wanted = text(gate, "/conditionType");
+                pod_conditions
+                    .iter()
+                    .find(|c| text(c, "/type") == wanted)
+                    .is_some_and(|c| text(c, "/status") == "True")
+            })
+            .count();
+        format!("{passed}/{}", gates.len())
+    };
+
+    Row {
+        cells: vec![
+            name(pod),
+            Value::from(format!("{ready}/{total}")),
+            Value::from(reason),
+            Value::from(restarts_cell),
+            age(pod, now),
+            Value::from(or_none(ip)),
+            Value::from(or_none(text(pod, "/spec/nodeName"))),
+            Value::from(or_none(text(pod, "/status/nominatedNodeName"))),
+            Value::from(readiness_gates),
+        ],
+        conditions,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn errors(obj: Value) -> Vec<String> {
+        Pods.validate(&obj).0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn pods_need_named_containers_with_images() {
+        assert!(errors(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).is_empty());
+        assert_eq!(
+            errors(
+                json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}, {"image": "x"}]}})
+            ),
+            vec![
+                "metadata.name",
+                "spec.containers[0].image",
+                "spec.containers[1].name"
+            ]
+        );
+        assert_eq!(
+            errors(json!({"metadata": {"name": "p"}, "spec": {"containers": "nope"}})),
+            vec!["spec.containers"]
+        );
+        assert_eq!(errors(json!({"metadata": {"name": "p"}})), vec!["spec"]);
+        assert_eq!(errors(json!([])), vec![""]);
+    }
+
+    #[test]
+    fn pod_defaults_fill_what_kubernetes_fills() {
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c", "image": "busybox", "ports": [{"containerPort": 80}]},
+            {"name": "d", "image": "nginx:1.25"}]}});
+        Pods.default(&mut pod);
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            pod["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+        // Nothing a pod holds is immutable yet, and it claims nothing.
+        assert!(Pods.validate_update(&pod, &pod).is_empty());
+        assert!(Pods.allocate(&mut pod).is_empty());
+    }
 
     #[test]
     fn requests_sum_containers_and_default_to_limits() {
