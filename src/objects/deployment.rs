@@ -2,12 +2,13 @@
 
 use super::podspec;
 use super::print::{
-    age, col, container_cells, int, list, name, selector_string, wide, Column, Row, AGE,
-    CONTAINERS_DOC, IMAGES_DOC, NAME, SELECTOR_DOC,
+    col, container_cells, label_selector, meta_age, meta_name, typed, unreadable_row, wide, Column,
+    Row, AGE, CONTAINERS_DOC, IMAGES_DOC, NAME, SELECTOR_DOC,
 };
 use super::registry::Resource;
 use super::strategy::Strategy;
 use super::validate::{self, Errors};
+use k8s_openapi::api::apps::v1 as k8s;
 use serde_json::{json, Value};
 
 /// The rules of Deployment objects.
@@ -102,20 +103,29 @@ impl Strategy for Deployments {
 }
 
 /// `printDeployment`: READY is `readyReplicas/spec.replicas`.
-fn deployment_row(deployment: &Value, now: i64) -> Row {
-    let (names, images) = container_cells(list(deployment, "/spec/template/spec/containers"));
-    let selector = selector_string(deployment.pointer("/spec/selector"))
-        .unwrap_or_else(|| "<invalid>".to_owned());
+fn deployment_row(obj: &Value, now: i64) -> Row {
+    let Some(deployment) = typed::<k8s::Deployment>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
+    };
+    let spec = deployment.spec.unwrap_or_default();
+    let status = deployment.status.unwrap_or_default();
+    let containers = spec
+        .template
+        .spec
+        .as_ref()
+        .map_or(&[][..], |s| s.containers.as_slice());
+    let (names, images) = container_cells(containers);
+    let selector = label_selector(Some(&spec.selector)).unwrap_or_else(|| "<invalid>".to_owned());
     Row::cells(vec![
-        name(deployment),
+        meta_name(&deployment.metadata),
         Value::from(format!(
             "{}/{}",
-            int(deployment, "/status/readyReplicas"),
-            int(deployment, "/spec/replicas")
+            status.ready_replicas.unwrap_or(0),
+            spec.replicas.unwrap_or(0)
         )),
-        Value::from(int(deployment, "/status/updatedReplicas")),
-        Value::from(int(deployment, "/status/availableReplicas")),
-        age(deployment, now),
+        Value::from(status.updated_replicas.unwrap_or(0)),
+        Value::from(status.available_replicas.unwrap_or(0)),
+        meta_age(&deployment.metadata, now),
         names,
         images,
         Value::from(selector),

@@ -1,9 +1,10 @@
 //! Endpoints: the ready addresses behind a Service, written by the endpoints
 //! controller.
 
-use super::print::{age, col, int, list, name, text, Column, Row, AGE, NAME};
+use super::print::{col, meta_age, meta_name, typed, unreadable_row, Column, Row, AGE, NAME};
 use super::registry::Resource;
 use super::strategy::Strategy;
+use k8s_openapi::api::core::v1 as k8s;
 use serde_json::Value;
 
 /// The rules of Endpoints objects.
@@ -65,29 +66,28 @@ impl Strategy for Endpoints {
 
 /// `formatEndpoints`: the first three `ip:port` (or bare IPs for subsets
 /// without ports), then ` + N more...`; `<none>` without subsets.
-fn format_endpoints(endpoints: &Value) -> String {
+fn format_endpoints(endpoints: &k8s::Endpoints) -> String {
     const MAXIMUM: usize = 3;
-    let subsets = list(endpoints, "/subsets");
+    let subsets = endpoints.subsets.as_deref().unwrap_or_default();
     if subsets.is_empty() {
         return "<none>".to_owned();
     }
     let mut shown: Vec<String> = Vec::new();
     let mut count = 0usize;
     for subset in subsets {
-        let addresses = list(subset, "/addresses");
-        let ports = list(subset, "/ports");
+        let addresses = subset.addresses.as_deref().unwrap_or_default();
+        let ports = subset.ports.as_deref().unwrap_or_default();
         if ports.is_empty() {
             count += addresses.len();
             for a in addresses.iter().take(MAXIMUM.saturating_sub(shown.len())) {
-                shown.push(text(a, "/ip").to_owned());
+                shown.push(a.ip.clone());
             }
             continue;
         }
         for port in ports {
             count += addresses.len();
             for a in addresses.iter().take(MAXIMUM.saturating_sub(shown.len())) {
-                let ip = text(a, "/ip");
-                let port = int(port, "/port");
+                let (ip, port) = (&a.ip, port.port);
                 shown.push(if ip.contains(':') {
                     format!("[{ip}]:{port}")
                 } else {
@@ -104,11 +104,14 @@ fn format_endpoints(endpoints: &Value) -> String {
     }
 }
 
-fn endpoints_row(endpoints: &Value, now: i64) -> Row {
+fn endpoints_row(obj: &Value, now: i64) -> Row {
+    let Some(endpoints) = typed::<k8s::Endpoints>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
+    };
     Row::cells(vec![
-        name(endpoints),
-        Value::from(format_endpoints(endpoints)),
-        age(endpoints, now),
+        meta_name(&endpoints.metadata),
+        Value::from(format_endpoints(&endpoints)),
+        meta_age(&endpoints.metadata, now),
     ])
 }
 

@@ -1,9 +1,12 @@
 //! Events: what happened to an object, reported by the control loops and
 //! agents.
 
-use super::print::{col, int, name, set, since, text, wide, Column, Row, NAME_DOC};
+use super::print::{
+    col, meta_name, since_time, typed, unreadable_row, wide, Column, Row, NAME_DOC,
+};
 use super::registry::Resource;
 use super::strategy::Strategy;
+use k8s_openapi::api::core::v1 as k8s;
 use serde_json::Value;
 
 /// The rules of Event objects.
@@ -74,33 +77,38 @@ impl Strategy for Events {
 
 /// `printEvent`: LAST SEEN falls back to the first timestamp, the first to
 /// `eventTime`; a series overrides last-seen and count; an unset count is 1.
-fn event_row(event: &Value, now: i64) -> Row {
-    let first_seen = match set(event, "/firstTimestamp") {
-        Some(t) => since(Some(t), now),
-        None => since(set(event, "/eventTime"), now),
+fn event_row(obj: &Value, now: i64) -> Row {
+    let Some(event) = typed::<k8s::Event>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
     };
-    let mut last_seen = match set(event, "/lastTimestamp") {
-        Some(t) => since(Some(t), now),
+    let first_seen = match &event.first_timestamp {
+        Some(t) => since_time(Some(&t.0), now),
+        None => since_time(event.event_time.as_ref().map(|t| &t.0), now),
+    };
+    let mut last_seen = match &event.last_timestamp {
+        Some(t) => since_time(Some(&t.0), now),
         None => first_seen.clone(),
     };
-    let mut count = int(event, "/count");
-    if let Some(series) = set(event, "/series") {
-        last_seen = since(set(series, "/lastObservedTime"), now);
-        count = int(series, "/count");
+    let mut count = event.count.unwrap_or(0);
+    if let Some(series) = &event.series {
+        last_seen = since_time(series.last_observed_time.as_ref().map(|t| &t.0), now);
+        count = series.count.unwrap_or(0);
     } else if count == 0 {
         count = 1;
     }
-    let kind = text(event, "/involvedObject/kind").to_lowercase();
-    let object = match text(event, "/involvedObject/name") {
+    let involved = &event.involved_object;
+    let kind = involved.kind.as_deref().unwrap_or("").to_lowercase();
+    let object = match involved.name.as_deref().unwrap_or("") {
         "" => kind,
         n => format!("{kind}/{n}"),
     };
-    let component = match text(event, "/source/component") {
-        "" => text(event, "/reportingComponent"),
+    let source = event.source.unwrap_or_default();
+    let component = match source.component.as_deref().unwrap_or("") {
+        "" => event.reporting_component.as_deref().unwrap_or(""),
         c => c,
     };
-    let host = match text(event, "/source/host") {
-        "" => text(event, "/reportingInstance"),
+    let host = match source.host.as_deref().unwrap_or("") {
+        "" => event.reporting_instance.as_deref().unwrap_or(""),
         h => h,
     };
     let source = if host.is_empty() {
@@ -110,15 +118,15 @@ fn event_row(event: &Value, now: i64) -> Row {
     };
     Row::cells(vec![
         Value::from(last_seen),
-        Value::from(text(event, "/type")),
-        Value::from(text(event, "/reason")),
+        Value::from(event.type_.unwrap_or_default()),
+        Value::from(event.reason.unwrap_or_default()),
         Value::from(object),
-        Value::from(text(event, "/involvedObject/fieldPath")),
+        Value::from(involved.field_path.as_deref().unwrap_or("")),
         Value::from(source),
-        Value::from(text(event, "/message").trim()),
+        Value::from(event.message.as_deref().unwrap_or("").trim()),
         Value::from(first_seen),
         Value::from(count),
-        name(event),
+        meta_name(&event.metadata),
     ])
 }
 

@@ -1,8 +1,9 @@
 //! Leases: the node heartbeats agents renew in `kube-node-lease`.
 
-use super::print::{age, col, name, text, Column, Row, AGE, NAME};
+use super::print::{col, meta_age, meta_name, typed, unreadable_row, Column, Row, AGE, NAME};
 use super::registry::Resource;
 use super::strategy::Strategy;
+use k8s_openapi::api::coordination::v1 as k8s;
 use serde_json::Value;
 
 /// The rules of Lease objects.
@@ -55,11 +56,18 @@ impl Strategy for Leases {
     }
 }
 
-fn lease_row(lease: &Value, now: i64) -> Row {
+fn lease_row(obj: &Value, now: i64) -> Row {
+    let Some(lease) = typed::<k8s::Lease>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
+    };
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
     Row::cells(vec![
-        name(lease),
-        Value::from(text(lease, "/spec/holderIdentity")),
-        age(lease, now),
+        meta_name(&lease.metadata),
+        Value::from(holder),
+        meta_age(&lease.metadata, now),
     ])
 }
 

@@ -1,8 +1,9 @@
 //! Namespaces: cluster-scoped, named by a DNS label, `Active` until deleted.
 
-use super::print::{age, col, name, text, Column, Row, AGE, NAME};
+use super::print::{col, meta_age, meta_name, typed, unreadable_row, Column, Row, AGE, NAME};
 use super::registry::Resource;
 use super::strategy::{NameRule, Strategy};
+use k8s_openapi::api::core::v1 as k8s;
 use serde_json::{json, Value};
 
 /// The rules of Namespace objects.
@@ -71,15 +72,18 @@ impl Strategy for Namespaces {
 }
 
 /// `printNamespace` (an unset phase is the default, `Active`).
-fn namespace_row(namespace: &Value, now: i64) -> Row {
-    let phase = match text(namespace, "/status/phase") {
-        "" => "Active",
-        p => p,
+fn namespace_row(obj: &Value, now: i64) -> Row {
+    let Some(namespace) = typed::<k8s::Namespace>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
+    };
+    let phase = match namespace.status.and_then(|s| s.phase) {
+        Some(p) if !p.is_empty() => p,
+        _ => "Active".to_owned(),
     };
     Row::cells(vec![
-        name(namespace),
+        meta_name(&namespace.metadata),
         Value::from(phase),
-        age(namespace, now),
+        meta_age(&namespace.metadata, now),
     ])
 }
 

@@ -4,9 +4,12 @@
 
 use super::claim::Claim;
 use super::meta;
-use super::print::{age, col, flag, list, name, or_none, text, wide, Column, Row, AGE, NAME};
+use super::print::{
+    col, meta_age, meta_name, or_none, typed, unreadable_row, wide, Column, Row, AGE, NAME,
+};
 use super::registry::Resource;
 use super::strategy::Strategy;
+use k8s_openapi::api::core::v1 as k8s;
 use serde_json::Value;
 
 /// The rules of Node objects.
@@ -113,42 +116,41 @@ impl Strategy for Nodes {
 
 /// `printNode`: STATUS from the Ready condition (`Ready`, `NotReady` for
 /// False or Unknown, `Unknown` when absent), plus `SchedulingDisabled`.
-fn node_row(node: &Value, now: i64) -> Row {
-    let conditions = list(node, "/status/conditions");
-    let mut status: Vec<&str> = match conditions
-        .iter()
-        .rev()
-        .find(|c| text(c, "/type") == "Ready")
-    {
-        Some(c) if text(c, "/status") == "True" => vec!["Ready"],
+fn node_row(obj: &Value, now: i64) -> Row {
+    let Some(node) = typed::<k8s::Node>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
+    };
+    let status = node.status.unwrap_or_default();
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let mut state: Vec<&str> = match conditions.iter().rev().find(|c| c.type_ == "Ready") {
+        Some(c) if c.status == "True" => vec!["Ready"],
         Some(_) => vec!["NotReady"],
         None => vec!["Unknown"],
     };
-    if flag(node, "/spec/unschedulable") {
-        status.push("SchedulingDisabled");
+    if node.spec.and_then(|s| s.unschedulable) == Some(true) {
+        state.push("SchedulingDisabled");
     }
     let mut roles: Vec<&str> = Vec::new();
-    if let Some(labels) = node.pointer("/metadata/labels").and_then(Value::as_object) {
-        for (key, value) in labels {
-            let role = match key.strip_prefix("node-role.kubernetes.io/") {
-                Some(role) => role,
-                None if key == "kubernetes.io/role" => value.as_str().unwrap_or(""),
-                None => "",
-            };
-            if !role.is_empty() && !roles.contains(&role) {
-                roles.push(role);
-            }
+    for (key, value) in node.metadata.labels.iter().flatten() {
+        let role = match key.strip_prefix("node-role.kubernetes.io/") {
+            Some(role) => role,
+            None if key == "kubernetes.io/role" => value.as_str(),
+            None => "",
+        };
+        if !role.is_empty() && !roles.contains(&role) {
+            roles.push(role);
         }
     }
     roles.sort_unstable();
+    let addresses = status.addresses.as_deref().unwrap_or_default();
     let address = |kind: &str| {
-        list(node, "/status/addresses")
+        addresses
             .iter()
-            .find(|a| text(a, "/type") == kind)
-            .map(|a| text(a, "/address"))
-            .unwrap_or("<none>")
+            .find(|a| a.type_ == kind)
+            .map_or("<none>", |a| a.address.as_str())
             .to_owned()
     };
+    let info = status.node_info.unwrap_or_default();
     let unknown = |s: &str| {
         if s.is_empty() {
             "<unknown>".to_owned()
@@ -157,19 +159,16 @@ fn node_row(node: &Value, now: i64) -> Row {
         }
     };
     Row::cells(vec![
-        name(node),
-        Value::from(status.join(",")),
+        meta_name(&node.metadata),
+        Value::from(state.join(",")),
         Value::from(or_none(&roles.join(","))),
-        age(node, now),
-        Value::from(text(node, "/status/nodeInfo/kubeletVersion")),
+        meta_age(&node.metadata, now),
+        Value::from(info.kubelet_version.as_str()),
         Value::from(address("InternalIP")),
         Value::from(address("ExternalIP")),
-        Value::from(unknown(text(node, "/status/nodeInfo/osImage"))),
-        Value::from(unknown(text(node, "/status/nodeInfo/kernelVersion"))),
-        Value::from(unknown(text(
-            node,
-            "/status/nodeInfo/containerRuntimeVersion",
-        ))),
+        Value::from(unknown(&info.os_image)),
+        Value::from(unknown(&info.kernel_version)),
+        Value::from(unknown(&info.container_runtime_version)),
     ])
 }
 

@@ -12,13 +12,14 @@
 
 use super::podspec;
 use super::print::{
-    self, age, col, elapsed, flag, human_duration, int, later, name, or_none, parse_rfc3339, set,
-    text, wide, Column, Row, AGE, NAME,
+    col, elapsed, human_duration, instant, later, meta_age, meta_name, or_none, typed,
+    unreadable_row, wide, Column, Row, AGE, NAME,
 };
 use super::quantity;
 use super::registry::Resource;
 use super::strategy::Strategy;
 use super::validate::{self, Errors};
+use k8s_openapi::api::core::v1 as k8s;
 use serde_json::{json, Value};
 
 /// What a pod asks of a node.
@@ -326,20 +327,26 @@ impl Strategy for Pods {
 /// container's waiting or terminated reason (`CrashLoopBackOff`,
 /// `Completed`, `ExitCode:1`), and finally `Terminating` once deletion has
 /// begun.
-fn pod_row(pod: &Value, now: i64) -> Row {
-    let phase = text(pod, "/status/phase");
-    let mut reason = match text(pod, "/status/reason") {
+fn pod_row(obj: &Value, now: i64) -> Row {
+    let Some(pod) = typed::<k8s::Pod>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
+    };
+    let spec = pod.spec.unwrap_or_default();
+    let status = pod.status.unwrap_or_default();
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let phase = status.phase.as_deref().unwrap_or("");
+    let mut reason = match status.reason.as_deref().unwrap_or("") {
         "" => phase.to_owned(),
         r => r.to_owned(),
     };
-    for condition in print::list(pod, "/status/conditions") {
-        if text(condition, "/type") == "PodScheduled"
-            && text(condition, "/reason") == "SchedulingGated"
+    for condition in conditions {
+        if condition.type_ == "PodScheduled"
+            && condition.reason.as_deref() == Some("SchedulingGated")
         {
             reason = "SchedulingGated".to_owned();
         }
     }
-    let conditions = match phase {
+    let row_conditions = match phase {
         "Succeeded" => Some(json!([{"type": "Completed", "status": "True",
             "reason": "Succeeded", "message": "The pod has completed successfully."}])),
         "Failed" => Some(json!([{"type": "Completed", "status": "True",
@@ -347,56 +354,62 @@ fn pod_row(pod: &Value, now: i64) -> Row {
         _ => None,
     };
 
-    let init_specs = print::list(pod, "/spec/initContainers");
+    let init_specs = spec.init_containers.as_deref().unwrap_or_default();
+    let is_sidecar = |c: &k8s::Container| c.restart_policy.as_deref() == Some("Always");
     let restartable = |container: &str| {
         init_specs
             .iter()
-            .any(|c| text(c, "/name") == container && text(c, "/restartPolicy") == "Always")
+            .any(|c| c.name == container && is_sidecar(c))
     };
-    let total = print::list(pod, "/spec/containers").len()
-        + init_specs
-            .iter()
-            .filter(|c| text(c, "/restartPolicy") == "Always")
-            .count();
+    let total = spec.containers.len() + init_specs.iter().filter(|c| is_sidecar(c)).count();
     let mut ready = 0usize;
     let mut restarts = 0i64;
     let mut sidecar_restarts = 0i64;
     let mut last_restart: Option<i128> = None;
     let mut last_sidecar_restart: Option<i128> = None;
-    let finished_at = |status: &Value| {
-        set(status, "/lastState/terminated")
-            .and_then(|t| t.get("finishedAt"))
-            .and_then(Value::as_str)
-            .and_then(parse_rfc3339)
+    let finished_at = |status: &k8s::ContainerStatus| {
+        status
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.finished_at.as_ref())
+            .map(|t| instant(&t.0))
     };
 
     let mut initializing = false;
-    for (i, status) in print::list(pod, "/status/initContainerStatuses")
+    for (i, container) in status
+        .init_container_statuses
+        .as_deref()
+        .unwrap_or_default()
         .iter()
         .enumerate()
     {
-        restarts += int(status, "/restartCount");
-        last_restart = later(last_restart, finished_at(status));
-        let sidecar = restartable(text(status, "/name"));
+        restarts += i64::from(container.restart_count);
+        last_restart = later(last_restart, finished_at(container));
+        let sidecar = restartable(&container.name);
         if sidecar {
-            sidecar_restarts += int(status, "/restartCount");
-            last_sidecar_restart = later(last_sidecar_restart, finished_at(status));
+            sidecar_restarts += i64::from(container.restart_count);
+            last_sidecar_restart = later(last_sidecar_restart, finished_at(container));
         }
-        let terminated = set(status, "/state/terminated");
-        let waiting_reason = set(status, "/state/waiting").map(|w| text(w, "/reason"));
-        if terminated.is_some_and(|t| int(t, "/exitCode") == 0) {
+        let state = container.state.as_ref();
+        let terminated = state.and_then(|s| s.terminated.as_ref());
+        let waiting_reason = state
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| w.reason.as_deref().unwrap_or(""));
+        if terminated.is_some_and(|t| t.exit_code == 0) {
             continue;
         }
-        if sidecar && flag(status, "/started") {
-            if flag(status, "/ready") {
+        if sidecar && container.started == Some(true) {
+            if container.ready {
                 ready += 1;
             }
             continue;
         }
         if let Some(t) = terminated {
-            reason = match text(t, "/reason") {
-                "" if int(t, "/signal") != 0 => format!("Init:Signal:{}", int(t, "/signal")),
-                "" => format!("Init:ExitCode:{}", int(t, "/exitCode")),
+            let signal = t.signal.unwrap_or(0);
+            reason = match t.reason.as_deref().unwrap_or("") {
+                "" if signal != 0 => format!("Init:Signal:{signal}"),
+                "" => format!("Init:ExitCode:{}", t.exit_code),
                 r => format!("Init:{r}"),
             };
         } else if let Some(w) = waiting_reason.filter(|w| !w.is_empty() && *w != "PodInitializing")
@@ -409,42 +422,52 @@ fn pod_row(pod: &Value, now: i64) -> Row {
         break;
     }
 
-    let initialized = print::list(pod, "/status/conditions")
+    let initialized = conditions
         .iter()
-        .any(|c| text(c, "/type") == "Initialized" && text(c, "/status") == "True");
+        .any(|c| c.type_ == "Initialized" && c.status == "True");
     if !initializing || initialized {
         restarts = sidecar_restarts;
         last_restart = last_sidecar_restart;
         let mut has_running = false;
-        for status in print::list(pod, "/status/containerStatuses").iter().rev() {
-            restarts += int(status, "/restartCount");
-            last_restart = later(last_restart, finished_at(status));
-            let waiting_reason = set(status, "/state/waiting").map(|w| text(w, "/reason"));
-            let terminated = set(status, "/state/terminated");
+        for container in status
+            .container_statuses
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .rev()
+        {
+            restarts += i64::from(container.restart_count);
+            last_restart = later(last_restart, finished_at(container));
+            let state = container.state.as_ref();
+            let waiting_reason = state
+                .and_then(|s| s.waiting.as_ref())
+                .map(|w| w.reason.as_deref().unwrap_or(""));
+            let terminated = state.and_then(|s| s.terminated.as_ref());
             if let Some(w) = waiting_reason.filter(|w| !w.is_empty()) {
                 reason = w.to_owned();
             } else if let Some(t) = terminated {
-                reason = match text(t, "/reason") {
-                    "" if int(t, "/signal") != 0 => format!("Signal:{}", int(t, "/signal")),
-                    "" => format!("ExitCode:{}", int(t, "/exitCode")),
+                let signal = t.signal.unwrap_or(0);
+                reason = match t.reason.as_deref().unwrap_or("") {
+                    "" if signal != 0 => format!("Signal:{signal}"),
+                    "" => format!("ExitCode:{}", t.exit_code),
                     r => r.to_owned(),
                 };
-            } else if flag(status, "/ready") && set(status, "/state/running").is_some() {
+            } else if container.ready && state.and_then(|s| s.running.as_ref()).is_some() {
                 has_running = true;
                 ready += 1;
             }
         }
         // A pod whose other containers completed but one still runs.
         if reason == "Completed" && has_running {
-            let pod_ready = print::list(pod, "/status/conditions")
+            let pod_ready = conditions
                 .iter()
-                .any(|c| text(c, "/type") == "Ready" && text(c, "/status") == "True");
+                .any(|c| c.type_ == "Ready" && c.status == "True");
             reason = if pod_ready { "Running" } else { "NotReady" }.to_owned();
         }
     }
 
-    let deleting = set(pod, "/metadata/deletionTimestamp").is_some();
-    if deleting && text(pod, "/status/reason") == "NodeLost" {
+    let deleting = pod.metadata.deletion_timestamp.is_some();
+    if deleting && status.reason.as_deref() == Some("NodeLost") {
         reason = "Unknown".to_owned();
     } else if deleting && phase != "Succeeded" && phase != "Failed" {
         reason = "Terminating".to_owned();
@@ -457,23 +480,21 @@ fn pod_row(pod: &Value, now: i64) -> Row {
         _ => restarts.to_string(),
     };
 
-    let ip = print::list(pod, "/status/podIPs")
-        .first()
-        .map(|p| text(p, "/ip"))
-        .unwrap_or_else(|| text(pod, "/status/podIP"));
-    let gates = print::list(pod, "/spec/readinessGates");
+    let ip = match status.pod_ips.as_deref().and_then(<[_]>::first) {
+        Some(first) => first.ip.as_str(),
+        None => status.pod_ip.as_deref().unwrap_or(""),
+    };
+    let gates = spec.readiness_gates.as_deref().unwrap_or_default();
     let readiness_gates = if gates.is_empty() {
         "<none>".to_owned()
     } else {
-        let pod_conditions = print::list(pod, "/status/conditions");
         let passed = gates
             .iter()
             .filter(|gate| {
-                let wanted = text(gate, "/conditionType");
-                pod_conditions
+                conditions
                     .iter()
-                    .find(|c| text(c, "/type") == wanted)
-                    .is_some_and(|c| text(c, "/status") == "True")
+                    .find(|c| c.type_ == gate.condition_type)
+                    .is_some_and(|c| c.status == "True")
             })
             .count();
         format!("{passed}/{}", gates.len())
@@ -481,17 +502,17 @@ fn pod_row(pod: &Value, now: i64) -> Row {
 
     Row {
         cells: vec![
-            name(pod),
+            meta_name(&pod.metadata),
             Value::from(format!("{ready}/{total}")),
             Value::from(reason),
             Value::from(restarts_cell),
-            age(pod, now),
+            meta_age(&pod.metadata, now),
             Value::from(or_none(ip)),
-            Value::from(or_none(text(pod, "/spec/nodeName"))),
-            Value::from(or_none(text(pod, "/status/nominatedNodeName"))),
+            Value::from(or_none(spec.node_name.as_deref().unwrap_or(""))),
+            Value::from(or_none(status.nominated_node_name.as_deref().unwrap_or(""))),
             Value::from(readiness_gates),
         ],
-        conditions,
+        conditions: row_conditions,
     }
 }
 

@@ -2,13 +2,18 @@
 //! cell formatting of kubectl's printers (ages, label maps, selectors).
 //!
 //! Each kind's file under `objects/` declares its columns and prints its rows
-//! with these (see [`super::Strategy::columns`] and [`super::Strategy::row`]);
+//! from the typed `k8s-openapi` object (read with [`typed`]) with these (see [`super::Strategy::columns`] and [`super::Strategy::row`]);
 //! `api::table` wraps them in a `meta.k8s.io/v1` Table. Everything here is
 //! pure: the caller passes `now` (Unix seconds), so the same object prints the
 //! same cells. Objects may be partial: missing fields read as empty, zero or
 //! `<none>`, never panic.
 
+use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// One `TableColumnDefinition`.
 #[derive(Debug, Clone, Copy)]
@@ -180,35 +185,6 @@ pub fn text<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-/// The integer at `ptr`, or 0.
-pub fn int(v: &Value, ptr: &str) -> i64 {
-    match v.pointer(ptr) {
-        Some(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().map(|f| f as i64))
-            .unwrap_or(0),
-        None => 0,
-    }
-}
-
-/// The array at `ptr`, or empty.
-pub fn list<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
-    v.pointer(ptr)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-/// The non-null value at `ptr` (Go's "pointer field is set").
-pub fn set<'a>(v: &'a Value, ptr: &str) -> Option<&'a Value> {
-    v.pointer(ptr).filter(|x| !x.is_null())
-}
-
-/// The boolean at `ptr`, or false.
-pub fn flag(v: &Value, ptr: &str) -> bool {
-    v.pointer(ptr).and_then(Value::as_bool).unwrap_or(false)
-}
-
 /// The Name cell.
 pub fn name(object: &Value) -> Value {
     Value::from(text(object, "/metadata/name"))
@@ -339,21 +315,66 @@ pub fn later(a: Option<i128>, b: Option<i128>) -> Option<i128> {
 }
 
 // ---------------------------------------------------------------------------
+// Typed objects
+
+/// `obj` read as the typed `k8s-openapi` object `T`; None when a field has
+/// the wrong JSON type (the object then prints as [`unreadable_row`]).
+pub fn typed<T: DeserializeOwned>(obj: &Value) -> Option<T> {
+    T::deserialize(obj).ok()
+}
+
+/// The row of an object its kind's type cannot read: the Name and Age
+/// cells as usual, the others empty.
+pub fn unreadable_row(obj: &Value, now: i64, columns: &[Column]) -> Row {
+    let cells = columns
+        .iter()
+        .map(|c| {
+            if c.format == "name" {
+                name(obj)
+            } else if c.description == AGE_DOC {
+                age(obj, now)
+            } else {
+                Value::from("")
+            }
+        })
+        .collect();
+    Row::cells(cells)
+}
+
+/// The Name cell of typed metadata.
+pub fn meta_name(meta: &ObjectMeta) -> Value {
+    Value::from(meta.name.as_deref().unwrap_or(""))
+}
+
+/// The Age cell of typed metadata.
+pub fn meta_age(meta: &ObjectMeta, now: i64) -> Value {
+    Value::from(since_time(
+        meta.creation_timestamp.as_ref().map(|t| &t.0),
+        now,
+    ))
+}
+
+/// An instant as nanoseconds since the epoch.
+pub fn instant(t: &DateTime<Utc>) -> i128 {
+    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
+}
+
+/// `translateTimestampSince` of a typed time: `<unknown>` when unset.
+pub fn since_time(t: Option<&DateTime<Utc>>, now: i64) -> String {
+    match t {
+        Some(t) => human_duration(elapsed(now, instant(t))),
+        None => "<unknown>".to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Labels and selectors
 
 /// `labels.FormatLabels`: `k=v` sorted by key, comma-joined; `<none>` if empty.
-pub fn format_labels(map: Option<&Value>) -> String {
-    let mut pairs: Vec<(&str, &str)> = map
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))
-                .collect()
-        })
-        .unwrap_or_default();
-    pairs.sort();
-    let joined = pairs
-        .iter()
+pub fn format_labels(map: Option<&BTreeMap<String, String>>) -> String {
+    let joined = map
+        .into_iter()
+        .flatten()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",");
@@ -363,24 +384,19 @@ pub fn format_labels(map: Option<&Value>) -> String {
 /// `metav1.LabelSelectorAsSelector(sel).String()`: requirements sorted by
 /// key; None when the selector is invalid. A missing or empty selector
 /// prints "".
-pub fn selector_string(selector: Option<&Value>) -> Option<String> {
-    let Some(selector) = selector.filter(|s| !s.is_null()) else {
+pub fn label_selector(selector: Option<&LabelSelector>) -> Option<String> {
+    let Some(selector) = selector else {
         return Some(String::new());
     };
     let mut requirements: Vec<(String, String)> = Vec::new();
-    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in labels {
-            requirements.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))));
-        }
+    for (k, v) in selector.match_labels.iter().flatten() {
+        requirements.push((k.clone(), format!("{k}={v}")));
     }
-    for expr in list(selector, "/matchExpressions") {
-        let key = text(expr, "/key");
-        let mut values: Vec<&str> = list(expr, "/values")
-            .iter()
-            .map(|v| v.as_str().unwrap_or(""))
-            .collect();
+    for expr in selector.match_expressions.iter().flatten() {
+        let key = expr.key.as_str();
+        let mut values: Vec<&str> = expr.values.iter().flatten().map(String::as_str).collect();
         values.sort_unstable();
-        let printed = match text(expr, "/operator") {
+        let printed = match expr.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => return None,
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -401,8 +417,25 @@ pub fn selector_string(selector: Option<&Value>) -> Option<String> {
     )
 }
 
-/// `metav1.FormatLabelSelector`: like [`selector_string`] but `<none>` when
+/// [`label_selector`] of a selector still in JSON (null or missing prints
+/// ""; one that is not a LabelSelector is invalid).
+pub fn selector_string(selector: Option<&Value>) -> Option<String> {
+    match selector.filter(|s| !s.is_null()) {
+        None => Some(String::new()),
+        Some(value) => label_selector(Some(&typed::<LabelSelector>(value)?)),
+    }
+}
+
+/// `metav1.FormatLabelSelector`: like [`label_selector`] but `<none>` when
 /// empty and `<error>` when invalid.
+pub fn format_selector(selector: Option<&LabelSelector>) -> String {
+    match label_selector(selector) {
+        Some(s) => or_none(&s),
+        None => "<error>".to_owned(),
+    }
+}
+
+/// [`format_selector`] of a selector still in JSON.
 pub fn format_label_selector(selector: Option<&Value>) -> String {
     match selector_string(selector) {
         Some(s) => or_none(&s),
@@ -411,14 +444,40 @@ pub fn format_label_selector(selector: Option<&Value>) -> String {
 }
 
 /// `layoutContainerCells`: comma-joined container names and images.
-pub fn container_cells(template_spec_containers: &[Value]) -> (Value, Value) {
-    let names: Vec<&str> = template_spec_containers
+pub fn container_cells(containers: &[Container]) -> (Value, Value) {
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    let images: Vec<&str> = containers
         .iter()
-        .map(|c| text(c, "/name"))
-        .collect();
-    let images: Vec<&str> = template_spec_containers
-        .iter()
-        .map(|c| text(c, "/image"))
+        .map(|c| c.image.as_deref().unwrap_or(""))
         .collect();
     (Value::from(names.join(",")), Value::from(images.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::pod;
+    use crate::objects::Strategy;
+
+    #[test]
+    fn objects_their_type_cannot_read_print_name_and_age() {
+        // restartCount must be an integer.
+        let pod = json!({"metadata": {"name": "p", "creationTimestamp": "2026-11-25T04:00:00Z"},
+            "status": {"containerStatuses": [{"name": "c", "restartCount": "lots"}]}});
+        let row = pod::Pods.row(&pod, 1_795_579_245);
+        assert_eq!(row.cells.len(), pod::Pods.columns().len());
+        assert_eq!(row.cells[0], json!("p"));
+        assert_eq!(row.cells[4], json!("45s"));
+        assert!(row.cells[1..4].iter().all(|c| c == ""), "{:?}", row.cells);
+    }
+
+    #[test]
+    fn typed_times_print_ages() {
+        let meta: ObjectMeta =
+            typed(&json!({"name": "x", "creationTimestamp": "2026-11-25T04:00:00.5Z"}))
+                .expect("metadata");
+        assert_eq!(meta_name(&meta), json!("x"));
+        assert_eq!(meta_age(&meta, 1_795_579_200 + 200), json!("3m19s"));
+        assert_eq!(meta_age(&ObjectMeta::default(), 0), json!("<unknown>"));
+    }
 }

@@ -2,12 +2,13 @@
 
 use super::podspec;
 use super::print::{
-    age, col, container_cells, format_label_selector, int, list, name, wide, Column, Row, AGE,
-    CONTAINERS_DOC, IMAGES_DOC, NAME,
+    col, container_cells, format_selector, meta_age, meta_name, typed, unreadable_row, wide,
+    Column, Row, AGE, CONTAINERS_DOC, IMAGES_DOC, NAME,
 };
 use super::registry::Resource;
 use super::strategy::Strategy;
 use super::validate::{self, Errors};
+use k8s_openapi::api::apps::v1 as k8s;
 use serde_json::Value;
 
 /// The rules of ReplicaSet objects.
@@ -83,17 +84,27 @@ impl Strategy for ReplicaSets {
 }
 
 /// `printReplicaSet`.
-fn replica_set_row(rs: &Value, now: i64) -> Row {
-    let (names, images) = container_cells(list(rs, "/spec/template/spec/containers"));
+fn replica_set_row(obj: &Value, now: i64) -> Row {
+    let Some(rs) = typed::<k8s::ReplicaSet>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
+    };
+    let spec = rs.spec.unwrap_or_default();
+    let status = rs.status.unwrap_or_default();
+    let containers = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .map_or(&[][..], |s| s.containers.as_slice());
+    let (names, images) = container_cells(containers);
     Row::cells(vec![
-        name(rs),
-        Value::from(int(rs, "/spec/replicas")),
-        Value::from(int(rs, "/status/replicas")),
-        Value::from(int(rs, "/status/readyReplicas")),
-        age(rs, now),
+        meta_name(&rs.metadata),
+        Value::from(spec.replicas.unwrap_or(0)),
+        Value::from(status.replicas),
+        Value::from(status.ready_replicas.unwrap_or(0)),
+        meta_age(&rs.metadata, now),
         names,
         images,
-        Value::from(format_label_selector(rs.pointer("/spec/selector"))),
+        Value::from(format_selector(Some(&spec.selector))),
     ])
 }
 

@@ -17,11 +17,13 @@
 
 use super::claim::{self, Claim};
 use super::print::{
-    age, col, format_labels, int, list, name, or_none, text, wide, Column, Row, AGE, NAME,
+    col, format_labels, meta_age, meta_name, or_none, typed, unreadable_row, wide, Column, Row,
+    AGE, NAME,
 };
 use super::registry::Resource;
 use super::strategy::{NameRule, Strategy};
 use super::validate::{self, Errors};
+use k8s_openapi::api::core::v1 as k8s;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -441,18 +443,27 @@ fn set_ip(svc: &mut Value, ip: &str) {
 }
 
 /// `getServiceExternalIP` (wide, as the server always prints).
-fn service_external_ip(service: &Value, kind: &str) -> String {
-    let external: Vec<&str> = list(service, "/spec/externalIPs")
+fn service_external_ip(service: &k8s::Service, kind: &str) -> String {
+    let spec = service.spec.as_ref();
+    let external: Vec<&str> = spec
+        .and_then(|s| s.external_ips.as_deref())
+        .unwrap_or_default()
         .iter()
-        .filter_map(Value::as_str)
+        .map(String::as_str)
         .collect();
     match kind {
         "ClusterIP" | "NodePort" => or_none(&external.join(",")),
         "LoadBalancer" => {
+            let ingresses = service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_deref())
+                .unwrap_or_default();
             let mut ingress: Vec<&str> = Vec::new();
-            for i in list(service, "/status/loadBalancer/ingress") {
-                let address = match text(i, "/ip") {
-                    "" => text(i, "/hostname"),
+            for i in ingresses {
+                let address = match i.ip.as_deref().unwrap_or("") {
+                    "" => i.hostname.as_deref().unwrap_or(""),
                     ip => ip,
                 };
                 if !address.is_empty() && !ingress.contains(&address) {
@@ -466,44 +477,52 @@ fn service_external_ip(service: &Value, kind: &str) -> String {
                 ingress.join(",")
             }
         }
-        "ExternalName" => text(service, "/spec/externalName").to_owned(),
+        "ExternalName" => spec
+            .and_then(|s| s.external_name.clone())
+            .unwrap_or_default(),
         _ => "<unknown>".to_owned(),
     }
 }
 
 /// `printService`: PORT(S) is `port/PROTO` or `port:nodePort/PROTO`.
-fn service_row(service: &Value, now: i64) -> Row {
+fn service_row(obj: &Value, now: i64) -> Row {
+    let Some(service) = typed::<k8s::Service>(obj) else {
+        return unreadable_row(obj, now, COLUMNS);
+    };
+    let spec = service.spec.clone().unwrap_or_default();
     // kube defaults an unset type to ClusterIP and protocol to TCP.
-    let kind = match text(service, "/spec/type") {
+    let kind = match spec.type_.as_deref().unwrap_or("") {
         "" => "ClusterIP",
         t => t,
     };
-    let cluster_ip = list(service, "/spec/clusterIPs")
-        .first()
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| text(service, "/spec/clusterIP"));
-    let ports: Vec<String> = list(service, "/spec/ports")
+    let cluster_ip = match spec.cluster_ips.as_deref().and_then(<[_]>::first) {
+        Some(ip) => ip.as_str(),
+        None => spec.cluster_ip.as_deref().unwrap_or(""),
+    };
+    let ports: Vec<String> = spec
+        .ports
+        .as_deref()
+        .unwrap_or_default()
         .iter()
         .map(|p| {
-            let protocol = match text(p, "/protocol") {
+            let protocol = match p.protocol.as_deref().unwrap_or("") {
                 "" => "TCP",
                 proto => proto,
             };
-            let port = int(p, "/port");
-            match int(p, "/nodePort") {
-                n if n > 0 => format!("{port}:{n}/{protocol}"),
-                _ => format!("{port}/{protocol}"),
+            match p.node_port.unwrap_or(0) {
+                n if n > 0 => format!("{}:{n}/{protocol}", p.port),
+                _ => format!("{}/{protocol}", p.port),
             }
         })
         .collect();
     Row::cells(vec![
-        name(service),
+        meta_name(&service.metadata),
         Value::from(kind),
         Value::from(or_none(cluster_ip)),
-        Value::from(service_external_ip(service, kind)),
+        Value::from(service_external_ip(&service, kind)),
         Value::from(or_none(&ports.join(","))),
-        age(service, now),
-        Value::from(format_labels(service.pointer("/spec/selector"))),
+        meta_age(&service.metadata, now),
+        Value::from(format_labels(spec.selector.as_ref())),
     ])
 }
 
