@@ -30,6 +30,7 @@ pub const RESOURCE: Resource = Resource {
     strategy: &Deployments,
 };
 
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 apps.Deployment apiVersion:string kind:string metadata:meta.ObjectMeta
         spec:apps.DeploymentSpec status:apps.DeploymentStatus
@@ -46,6 +47,7 @@ apps.DeploymentStrategy rollingUpdate:apps.RollingUpdateDeployment type:string
 apps.RollingUpdateDeployment maxSurge:int-or-string maxUnavailable:int-or-string
 ";
 
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     NAME,
     col("Ready", "string", "Number of the pod with ready state"),

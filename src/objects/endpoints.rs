@@ -26,6 +26,7 @@ pub const RESOURCE: Resource = Resource {
     strategy: &Endpoints,
 };
 
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 core.EndpointAddress hostname:string ip:string nodeName:string
         targetRef:core.ObjectReference
@@ -36,6 +37,7 @@ core.Endpoints apiVersion:string kind:string metadata:meta.ObjectMeta
         subsets:[core.EndpointSubset]
 ";
 
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     NAME,
     col(

@@ -28,6 +28,7 @@ pub const RESOURCE: Resource = Resource {
     strategy: &Events,
 };
 
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 core.Event action:string apiVersion:string count:integer eventTime:time firstTimestamp:time
         involvedObject:core.ObjectReference kind:string lastTimestamp:time message:string
@@ -38,6 +39,7 @@ core.EventSeries count:integer lastObservedTime:time
 core.EventSource component:string host:string
 ";
 
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     col("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded."),
     col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future"),

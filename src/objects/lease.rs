@@ -25,6 +25,7 @@ pub const RESOURCE: Resource = Resource {
     strategy: &Leases,
 };
 
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 coordination.Lease apiVersion:string kind:string metadata:meta.ObjectMeta
         spec:coordination.LeaseSpec
@@ -32,6 +33,7 @@ coordination.LeaseSpec acquireTime:time holderIdentity:string leaseDurationSecon
         leaseTransitions:integer preferredHolder:string renewTime:time strategy:string
 ";
 
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     NAME,
     col("Holder", "string", "The holder of the lease"),

@@ -25,6 +25,7 @@ pub const RESOURCE: Resource = Resource {
     strategy: &Namespaces,
 };
 
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 core.Namespace apiVersion:string kind:string metadata:meta.ObjectMeta
         spec:core.NamespaceSpec status:core.NamespaceStatus
@@ -34,6 +35,7 @@ core.NamespaceSpec finalizers:[string]
 core.NamespaceStatus conditions:[core.NamespaceCondition]@merge/type phase:string
 ";
 
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     NAME,
     col("Status", "string", "The status of the namespace"),

@@ -40,6 +40,7 @@ pub fn credential_key(name: &str) -> String {
     format!("{CREDENTIAL_PREFIX}{name}")
 }
 
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 core.AttachedVolume devicePath:string name:string
 core.ConfigMapNodeConfigSource kubeletConfigKey:string name:string namespace:string
@@ -72,6 +73,7 @@ core.NodeSystemInfo architecture:string bootID:string containerRuntimeVersion:st
 core.Taint effect:string key:string timeAdded:time value:string
 ";
 
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     NAME,
     col("Status", "string", "The status of the node"),

@@ -232,6 +232,7 @@ pub const RESOURCE: Resource = Resource {
     strategy: &Pods,
 };
 
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 core.ContainerState running:core.ContainerStateRunning
         terminated:core.ContainerStateTerminated waiting:core.ContainerStateWaiting
@@ -267,6 +268,7 @@ core.VolumeMountStatus mountPath:string name:string readOnly:boolean
         recursiveReadOnly:string
 ";
 
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     NAME,
     col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),

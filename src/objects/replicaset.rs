@@ -30,6 +30,7 @@ pub const RESOURCE: Resource = Resource {
     strategy: &ReplicaSets,
 };
 
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 apps.ReplicaSet apiVersion:string kind:string metadata:meta.ObjectMeta
         spec:apps.ReplicaSetSpec status:apps.ReplicaSetStatus
@@ -42,6 +43,7 @@ apps.ReplicaSetStatus availableReplicas:integer
         observedGeneration:integer readyReplicas:integer replicas:integer
 ";
 
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     NAME,
     col("Desired", "integer", "Replicas is the number of desired pods. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1."),

@@ -54,6 +54,7 @@ pub const RESOURCE: Resource = Resource {
     in_all: true,
     strategy: &Services,
 };
+/// The field types only this kind uses (grammar: [`super::types`]).
 const TYPES: &str = "
 core.ClientIPConfig timeoutSeconds:integer
 core.LoadBalancerIngress hostname:string ip:string ipMode:string ports:[core.PortStatus]
@@ -74,6 +75,7 @@ core.ServiceStatus conditions:[meta.Condition]@merge/type
         loadBalancer:core.LoadBalancerStatus
 core.SessionAffinityConfig clientIP:core.ClientIPConfig
 ";
+/// kube-apiserver's Table columns for this kind (its printers.go).
 const COLUMNS: &[Column] = &[
     NAME,
     col("Type", "string", "type determines how the Service is exposed. Defaults to ClusterIP."),
