@@ -536,6 +536,127 @@ async fn services_get_cluster_ips_and_node_ports() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_release_only_what_they_hold() {
+    // Issue 15 #9: an ExternalName Service naming another Service's IP, or a
+    // ClusterIP Service naming a node port, must not free the other's claim
+    // when it is deleted.
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+    const SVCS: &str = "/api/v1/namespaces/default/services";
+    let svc = |name: &str, spec: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec});
+    let (code, a) = api
+        .post(
+            SVCS,
+            &svc("a", json!({"type": "NodePort", "ports": [{"port": 80}]})),
+        )
+        .await;
+    assert_eq!(code, 201, "{a}");
+    let ip = a["spec"]["clusterIP"]
+        .as_str()
+        .expect("cluster IP")
+        .to_owned();
+    let node_port = a["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .expect("node port");
+
+    // Services whose type holds no such thing may not name them.
+    let (code, named_ip) = api
+        .post(
+            SVCS,
+            &svc(
+                "b",
+                json!({"type": "ExternalName", "externalName": "db.example.com", "clusterIP": ip}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 422, "{named_ip}");
+    assert_eq!(
+        named_ip["details"]["causes"][0]["field"], "spec.clusterIP",
+        "{named_ip}"
+    );
+    let (code, named_port) = api
+        .post(
+            SVCS,
+            &svc(
+                "c",
+                json!({"type": "ClusterIP", "ports": [{"port": 80, "nodePort": node_port}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 422, "{named_port}");
+    assert_eq!(
+        named_port["details"]["causes"][0]["field"], "spec.ports[0].nodePort",
+        "{named_port}"
+    );
+    let (code, no_name) = api
+        .post(SVCS, &svc("d", json!({"type": "ExternalName"})))
+        .await;
+    assert_eq!(code, 422, "{no_name}");
+
+    // A proper ExternalName Service comes and goes without touching a's.
+    let (code, e) = api
+        .post(
+            SVCS,
+            &svc(
+                "e",
+                json!({"type": "ExternalName", "externalName": "db.example.com"}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{e}");
+    assert!(e["spec"].get("clusterIP").is_none(), "{e}");
+    let (code, _) = api.delete(&format!("{SVCS}/e")).await;
+    assert_eq!(code, 200);
+
+    // a still holds its IP and node port.
+    let (code, taken_ip) = api
+        .post(
+            SVCS,
+            &svc("f", json!({"clusterIP": ip, "ports": [{"port": 80}]})),
+        )
+        .await;
+    assert_eq!(code, 422, "{taken_ip}");
+    let (code, taken_port) = api
+        .post(
+            SVCS,
+            &svc(
+                "g",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": node_port}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 422, "{taken_port}");
+
+    // Turned into an ExternalName Service, a gives its IP back.
+    let (code, turned) = api
+        .patch(
+            &format!("{SVCS}/a"),
+            "application/merge-patch+json",
+            &json!({"spec": {"type": "ExternalName", "externalName": "db.example.com"}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{turned}");
+    assert!(turned["spec"].get("clusterIP").is_none(), "{turned}");
+    assert!(
+        turned["spec"]["ports"][0].get("nodePort").is_none(),
+        "{turned}"
+    );
+    let (code, reused) = api
+        .post(
+            SVCS,
+            &svc(
+                "h",
+                json!({"type": "NodePort", "clusterIP": ip, "ports": [{"port": 80, "nodePort": node_port}]}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{reused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_pods_are_deleted_gracefully() {
     let cluster = Cluster::start(1).await;
     let api = Api {

@@ -18,442 +18,30 @@
 //! list field that differs must be found among the schema's `properties`.
 //! A missing field makes kubectl print "warning: error calculating patch from
 //! openapi v3 spec: unable to find api field" and fall back. So the schemas
-//! here are the full type trees of the served kinds (`TYPES`), with the
+//! here are the full type trees of the served kinds (`objects::types`), with the
 //! `x-kubernetes-patch-merge-key` / `x-kubernetes-patch-strategy` of each list
 //! (containers merge on `name`, ports on `containerPort`, volumes with
-//! `retainKeys`, ...). A kind missing from `TYPES` still gets a schema, but
+//! `retainKeys`, ...). A kind without a type tree still gets a schema, but
 //! without the group-version-kind, so kubectl falls back silently to its
 //! built-in rules rather than to a broken schema.
 //!
 //! Paths, operations and the group-version-kinds come from
-//! [`RESOURCES`]; only the field types below are written out.
+//! [`RESOURCES`]; the field types from [`crate::objects::types`] (each kind's
+//! own types in its file under `objects/`, the shared ones there), the same
+//! table strict field validation and strategic merge patch read.
 
 use crate::objects::registry::{Resource, GROUP_VERSIONS, RESOURCES};
+pub use crate::objects::types::unknown_fields;
+use crate::objects::types::{self, full_name, kind_type, referenced_type, Field};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha512};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::LazyLock;
 
 /// `info.version` of every document: the Kubernetes release we answer as.
 const KUBERNETES_VERSION: &str = "v1.32.0";
 
-/// Package short names used in [`TYPES`] and the OpenAPI prefix of each
-/// (`core.Pod` is `io.k8s.api.core.v1.Pod`).
-const PACKAGES: &[(&str, &str)] = &[
-    ("core", "io.k8s.api.core.v1"),
-    ("apps", "io.k8s.api.apps.v1"),
-    ("coordination", "io.k8s.api.coordination.v1"),
-    ("meta", "io.k8s.apimachinery.pkg.apis.meta.v1"),
-];
-
-/// The field types of the served kinds, as in k8s.io/api v0.32.4 (JSON field
-/// names, and the `patchStrategy`/`patchMergeKey` struct tags that strategic
-/// merge patch follows), closed under reference from the kinds of
-/// [`RESOURCES`] plus `meta.ListMeta`.
-///
-/// Grammar, whitespace-separated: a token without `:` names a type; each
-/// following `field:type[@strategy[/mergeKey]]` token is one of its fields.
-/// A type is a scalar (`string`, `integer`, `number`, `boolean`, `time`,
-/// `quantity`, `int-or-string`, `object` for free-form), another type's
-/// name, `[T]` for a list or `{T}` for a map with values of type T.
-const TYPES: &str = "
-apps.Deployment apiVersion:string kind:string metadata:meta.ObjectMeta
-        spec:apps.DeploymentSpec status:apps.DeploymentStatus
-apps.DeploymentCondition lastTransitionTime:time lastUpdateTime:time message:string
-        reason:string status:string type:string
-apps.DeploymentSpec minReadySeconds:integer paused:boolean progressDeadlineSeconds:integer
-        replicas:integer revisionHistoryLimit:integer selector:meta.LabelSelector
-        strategy:apps.DeploymentStrategy@retainKeys template:core.PodTemplateSpec
-apps.DeploymentStatus availableReplicas:integer collisionCount:integer
-        conditions:[apps.DeploymentCondition]@merge/type observedGeneration:integer
-        readyReplicas:integer replicas:integer unavailableReplicas:integer
-        updatedReplicas:integer
-apps.DeploymentStrategy rollingUpdate:apps.RollingUpdateDeployment type:string
-coordination.Lease apiVersion:string kind:string metadata:meta.ObjectMeta
-        spec:coordination.LeaseSpec
-coordination.LeaseSpec acquireTime:time holderIdentity:string leaseDurationSeconds:integer
-        leaseTransitions:integer preferredHolder:string renewTime:time strategy:string
-apps.ReplicaSet apiVersion:string kind:string metadata:meta.ObjectMeta
-        spec:apps.ReplicaSetSpec status:apps.ReplicaSetStatus
-apps.ReplicaSetCondition lastTransitionTime:time message:string reason:string status:string
-        type:string
-apps.ReplicaSetSpec minReadySeconds:integer replicas:integer selector:meta.LabelSelector
-        template:core.PodTemplateSpec
-apps.ReplicaSetStatus availableReplicas:integer
-        conditions:[apps.ReplicaSetCondition]@merge/type fullyLabeledReplicas:integer
-        observedGeneration:integer readyReplicas:integer replicas:integer
-apps.RollingUpdateDeployment maxSurge:int-or-string maxUnavailable:int-or-string
-core.AWSElasticBlockStoreVolumeSource fsType:string partition:integer readOnly:boolean
-        volumeID:string
-core.Affinity nodeAffinity:core.NodeAffinity podAffinity:core.PodAffinity
-        podAntiAffinity:core.PodAntiAffinity
-core.AppArmorProfile localhostProfile:string type:string
-core.AttachedVolume devicePath:string name:string
-core.AzureDiskVolumeSource cachingMode:string diskName:string diskURI:string fsType:string
-        kind:string readOnly:boolean
-core.AzureFileVolumeSource readOnly:boolean secretName:string shareName:string
-core.CSIVolumeSource driver:string fsType:string
-        nodePublishSecretRef:core.LocalObjectReference readOnly:boolean
-        volumeAttributes:{string}
-core.Capabilities add:[string] drop:[string]
-core.CephFSVolumeSource monitors:[string] path:string readOnly:boolean secretFile:string
-        secretRef:core.LocalObjectReference user:string
-core.CinderVolumeSource fsType:string readOnly:boolean secretRef:core.LocalObjectReference
-        volumeID:string
-core.ClientIPConfig timeoutSeconds:integer
-core.ClusterTrustBundleProjection labelSelector:meta.LabelSelector name:string
-        optional:boolean path:string signerName:string
-core.ConfigMapEnvSource name:string optional:boolean
-core.ConfigMapKeySelector key:string name:string optional:boolean
-core.ConfigMapNodeConfigSource kubeletConfigKey:string name:string namespace:string
-        resourceVersion:string uid:string
-core.ConfigMapProjection items:[core.KeyToPath] name:string optional:boolean
-core.ConfigMapVolumeSource defaultMode:integer items:[core.KeyToPath] name:string
-        optional:boolean
-core.Container args:[string] command:[string] env:[core.EnvVar]@merge/name
-        envFrom:[core.EnvFromSource] image:string imagePullPolicy:string
-        lifecycle:core.Lifecycle livenessProbe:core.Probe name:string
-        ports:[core.ContainerPort]@merge/containerPort readinessProbe:core.Probe
-        resizePolicy:[core.ContainerResizePolicy] resources:core.ResourceRequirements
-        restartPolicy:string securityContext:core.SecurityContext startupProbe:core.Probe
-        stdin:boolean stdinOnce:boolean terminationMessagePath:string
-        terminationMessagePolicy:string tty:boolean
-        volumeDevices:[core.VolumeDevice]@merge/devicePath
-        volumeMounts:[core.VolumeMount]@merge/mountPath workingDir:string
-core.ContainerImage names:[string] sizeBytes:integer
-core.ContainerPort containerPort:integer hostIP:string hostPort:integer name:string
-        protocol:string
-core.ContainerResizePolicy resourceName:string restartPolicy:string
-core.ContainerState running:core.ContainerStateRunning
-        terminated:core.ContainerStateTerminated waiting:core.ContainerStateWaiting
-core.ContainerStateRunning startedAt:time
-core.ContainerStateTerminated containerID:string exitCode:integer finishedAt:time
-        message:string reason:string signal:integer startedAt:time
-core.ContainerStateWaiting message:string reason:string
-core.ContainerStatus allocatedResources:{quantity}
-        allocatedResourcesStatus:[core.ResourceStatus]@merge/name containerID:string
-        image:string imageID:string lastState:core.ContainerState name:string ready:boolean
-        resources:core.ResourceRequirements restartCount:integer started:boolean
-        state:core.ContainerState user:core.ContainerUser
-        volumeMounts:[core.VolumeMountStatus]@merge/mountPath
-core.ContainerUser linux:core.LinuxContainerUser
-core.DaemonEndpoint Port:integer
-core.DownwardAPIProjection items:[core.DownwardAPIVolumeFile]
-core.DownwardAPIVolumeFile fieldRef:core.ObjectFieldSelector mode:integer path:string
-        resourceFieldRef:core.ResourceFieldSelector
-core.DownwardAPIVolumeSource defaultMode:integer items:[core.DownwardAPIVolumeFile]
-core.EmptyDirVolumeSource medium:string sizeLimit:quantity
-core.EndpointAddress hostname:string ip:string nodeName:string
-        targetRef:core.ObjectReference
-core.EndpointPort appProtocol:string name:string port:integer protocol:string
-core.EndpointSubset addresses:[core.EndpointAddress]
-        notReadyAddresses:[core.EndpointAddress] ports:[core.EndpointPort]
-core.Endpoints apiVersion:string kind:string metadata:meta.ObjectMeta
-        subsets:[core.EndpointSubset]
-core.EnvFromSource configMapRef:core.ConfigMapEnvSource prefix:string
-        secretRef:core.SecretEnvSource
-core.EnvVar name:string value:string valueFrom:core.EnvVarSource
-core.EnvVarSource configMapKeyRef:core.ConfigMapKeySelector
-        fieldRef:core.ObjectFieldSelector resourceFieldRef:core.ResourceFieldSelector
-        secretKeyRef:core.SecretKeySelector
-core.EphemeralContainer args:[string] command:[string] env:[core.EnvVar]@merge/name
-        envFrom:[core.EnvFromSource] image:string imagePullPolicy:string
-        lifecycle:core.Lifecycle livenessProbe:core.Probe name:string
-        ports:[core.ContainerPort]@merge/containerPort readinessProbe:core.Probe
-        resizePolicy:[core.ContainerResizePolicy] resources:core.ResourceRequirements
-        restartPolicy:string securityContext:core.SecurityContext startupProbe:core.Probe
-        stdin:boolean stdinOnce:boolean targetContainerName:string terminationMessagePath:string
-        terminationMessagePolicy:string tty:boolean
-        volumeDevices:[core.VolumeDevice]@merge/devicePath
-        volumeMounts:[core.VolumeMount]@merge/mountPath workingDir:string
-core.EphemeralVolumeSource volumeClaimTemplate:core.PersistentVolumeClaimTemplate
-core.Event action:string apiVersion:string count:integer eventTime:time firstTimestamp:time
-        involvedObject:core.ObjectReference kind:string lastTimestamp:time message:string
-        metadata:meta.ObjectMeta reason:string related:core.ObjectReference
-        reportingComponent:string reportingInstance:string series:core.EventSeries
-        source:core.EventSource type:string
-core.EventSeries count:integer lastObservedTime:time
-core.EventSource component:string host:string
-core.ExecAction command:[string]
-core.FCVolumeSource fsType:string lun:integer readOnly:boolean targetWWNs:[string]
-        wwids:[string]
-core.FlexVolumeSource driver:string fsType:string options:{string} readOnly:boolean
-        secretRef:core.LocalObjectReference
-core.FlockerVolumeSource datasetName:string datasetUUID:string
-core.GCEPersistentDiskVolumeSource fsType:string partition:integer pdName:string
-        readOnly:boolean
-core.GRPCAction port:integer service:string
-core.GitRepoVolumeSource directory:string repository:string revision:string
-core.GlusterfsVolumeSource endpoints:string path:string readOnly:boolean
-core.HTTPGetAction host:string httpHeaders:[core.HTTPHeader] path:string port:int-or-string
-        scheme:string
-core.HTTPHeader name:string value:string
-core.HostAlias hostnames:[string] ip:string
-core.HostIP ip:string
-core.HostPathVolumeSource path:string type:string
-core.ISCSIVolumeSource chapAuthDiscovery:boolean chapAuthSession:boolean fsType:string
-        initiatorName:string iqn:string iscsiInterface:string lun:integer portals:[string]
-        readOnly:boolean secretRef:core.LocalObjectReference targetPortal:string
-core.ImageVolumeSource pullPolicy:string reference:string
-core.KeyToPath key:string mode:integer path:string
-core.Lifecycle postStart:core.LifecycleHandler preStop:core.LifecycleHandler
-core.LifecycleHandler exec:core.ExecAction httpGet:core.HTTPGetAction sleep:core.SleepAction
-        tcpSocket:core.TCPSocketAction
-core.LinuxContainerUser gid:integer supplementalGroups:[integer] uid:integer
-core.LoadBalancerIngress hostname:string ip:string ipMode:string ports:[core.PortStatus]
-core.LoadBalancerStatus ingress:[core.LoadBalancerIngress]
-core.LocalObjectReference name:string
-core.NFSVolumeSource path:string readOnly:boolean server:string
-core.Namespace apiVersion:string kind:string metadata:meta.ObjectMeta
-        spec:core.NamespaceSpec status:core.NamespaceStatus
-core.NamespaceCondition lastTransitionTime:time message:string reason:string status:string
-        type:string
-core.NamespaceSpec finalizers:[string]
-core.NamespaceStatus conditions:[core.NamespaceCondition]@merge/type phase:string
-core.Node apiVersion:string kind:string metadata:meta.ObjectMeta spec:core.NodeSpec
-        status:core.NodeStatus
-core.NodeAddress address:string type:string
-core.NodeAffinity
-        preferredDuringSchedulingIgnoredDuringExecution:[core.PreferredSchedulingTerm]
-        requiredDuringSchedulingIgnoredDuringExecution:core.NodeSelector
-core.NodeCondition lastHeartbeatTime:time lastTransitionTime:time message:string
-        reason:string status:string type:string
-core.NodeConfigSource configMap:core.ConfigMapNodeConfigSource
-core.NodeConfigStatus active:core.NodeConfigSource assigned:core.NodeConfigSource
-        error:string lastKnownGood:core.NodeConfigSource
-core.NodeDaemonEndpoints kubeletEndpoint:core.DaemonEndpoint
-core.NodeFeatures supplementalGroupsPolicy:boolean
-core.NodeRuntimeHandler features:core.NodeRuntimeHandlerFeatures name:string
-core.NodeRuntimeHandlerFeatures recursiveReadOnlyMounts:boolean userNamespaces:boolean
-core.NodeSelector nodeSelectorTerms:[core.NodeSelectorTerm]
-core.NodeSelectorRequirement key:string operator:string values:[string]
-core.NodeSelectorTerm matchExpressions:[core.NodeSelectorRequirement]
-        matchFields:[core.NodeSelectorRequirement]
-core.NodeSpec configSource:core.NodeConfigSource externalID:string podCIDR:string
-        podCIDRs:[string]@merge providerID:string taints:[core.Taint] unschedulable:boolean
-core.NodeStatus addresses:[core.NodeAddress]@merge/type allocatable:{quantity}
-        capacity:{quantity} conditions:[core.NodeCondition]@merge/type
-        config:core.NodeConfigStatus daemonEndpoints:core.NodeDaemonEndpoints
-        features:core.NodeFeatures images:[core.ContainerImage] nodeInfo:core.NodeSystemInfo
-        phase:string runtimeHandlers:[core.NodeRuntimeHandler]
-        volumesAttached:[core.AttachedVolume] volumesInUse:[string]
-core.NodeSystemInfo architecture:string bootID:string containerRuntimeVersion:string
-        kernelVersion:string kubeProxyVersion:string kubeletVersion:string machineID:string
-        operatingSystem:string osImage:string systemUUID:string
-core.ObjectFieldSelector apiVersion:string fieldPath:string
-core.ObjectReference apiVersion:string fieldPath:string kind:string name:string
-        namespace:string resourceVersion:string uid:string
-core.PersistentVolumeClaimSpec accessModes:[string]
-        dataSource:core.TypedLocalObjectReference dataSourceRef:core.TypedObjectReference
-        resources:core.VolumeResourceRequirements selector:meta.LabelSelector
-        storageClassName:string volumeAttributesClassName:string volumeMode:string
-        volumeName:string
-core.PersistentVolumeClaimTemplate metadata:meta.ObjectMeta
-        spec:core.PersistentVolumeClaimSpec
-core.PersistentVolumeClaimVolumeSource claimName:string readOnly:boolean
-core.PhotonPersistentDiskVolumeSource fsType:string pdID:string
-core.Pod apiVersion:string kind:string metadata:meta.ObjectMeta spec:core.PodSpec
-        status:core.PodStatus
-core.PodAffinity
-        preferredDuringSchedulingIgnoredDuringExecution:[core.WeightedPodAffinityTerm]
-        requiredDuringSchedulingIgnoredDuringExecution:[core.PodAffinityTerm]
-core.PodAffinityTerm labelSelector:meta.LabelSelector matchLabelKeys:[string]
-        mismatchLabelKeys:[string] namespaceSelector:meta.LabelSelector namespaces:[string]
-        topologyKey:string
-core.PodAntiAffinity
-        preferredDuringSchedulingIgnoredDuringExecution:[core.WeightedPodAffinityTerm]
-        requiredDuringSchedulingIgnoredDuringExecution:[core.PodAffinityTerm]
-core.PodCondition lastProbeTime:time lastTransitionTime:time message:string reason:string
-        status:string type:string
-core.PodDNSConfig nameservers:[string] options:[core.PodDNSConfigOption] searches:[string]
-core.PodDNSConfigOption name:string value:string
-core.PodIP ip:string
-core.PodOS name:string
-core.PodReadinessGate conditionType:string
-core.PodResourceClaim name:string resourceClaimName:string resourceClaimTemplateName:string
-core.PodResourceClaimStatus name:string resourceClaimName:string
-core.PodSchedulingGate name:string
-core.PodSecurityContext appArmorProfile:core.AppArmorProfile fsGroup:integer
-        fsGroupChangePolicy:string runAsGroup:integer runAsNonRoot:boolean runAsUser:integer
-        seLinuxChangePolicy:string seLinuxOptions:core.SELinuxOptions
-        seccompProfile:core.SeccompProfile supplementalGroups:[integer]
-        supplementalGroupsPolicy:string sysctls:[core.Sysctl]
-        windowsOptions:core.WindowsSecurityContextOptions
-core.PodSpec activeDeadlineSeconds:integer affinity:core.Affinity
-        automountServiceAccountToken:boolean containers:[core.Container]@merge/name
-        dnsConfig:core.PodDNSConfig dnsPolicy:string enableServiceLinks:boolean
-        ephemeralContainers:[core.EphemeralContainer]@merge/name
-        hostAliases:[core.HostAlias]@merge/ip hostIPC:boolean hostNetwork:boolean
-        hostPID:boolean hostUsers:boolean hostname:string
-        imagePullSecrets:[core.LocalObjectReference]@merge/name
-        initContainers:[core.Container]@merge/name nodeName:string nodeSelector:{string}
-        os:core.PodOS overhead:{quantity} preemptionPolicy:string priority:integer
-        priorityClassName:string readinessGates:[core.PodReadinessGate]
-        resourceClaims:[core.PodResourceClaim]@merge,retainKeys/name
-        resources:core.ResourceRequirements restartPolicy:string runtimeClassName:string
-        schedulerName:string schedulingGates:[core.PodSchedulingGate]@merge/name
-        securityContext:core.PodSecurityContext serviceAccount:string serviceAccountName:string
-        setHostnameAsFQDN:boolean shareProcessNamespace:boolean subdomain:string
-        terminationGracePeriodSeconds:integer tolerations:[core.Toleration]
-        topologySpreadConstraints:[core.TopologySpreadConstraint]@merge/topologyKey
-        volumes:[core.Volume]@merge,retainKeys/name
-core.PodStatus conditions:[core.PodCondition]@merge/type
-        containerStatuses:[core.ContainerStatus]
-        ephemeralContainerStatuses:[core.ContainerStatus] hostIP:string
-        hostIPs:[core.HostIP]@merge/ip initContainerStatuses:[core.ContainerStatus]
-        message:string nominatedNodeName:string phase:string podIP:string
-        podIPs:[core.PodIP]@merge/ip qosClass:string reason:string resize:string
-        resourceClaimStatuses:[core.PodResourceClaimStatus]@merge,retainKeys/name startTime:time
-core.PodTemplateSpec metadata:meta.ObjectMeta spec:core.PodSpec
-core.PortStatus error:string port:integer protocol:string
-core.PortworxVolumeSource fsType:string readOnly:boolean volumeID:string
-core.PreferredSchedulingTerm preference:core.NodeSelectorTerm weight:integer
-core.Probe exec:core.ExecAction failureThreshold:integer grpc:core.GRPCAction
-        httpGet:core.HTTPGetAction initialDelaySeconds:integer periodSeconds:integer
-        successThreshold:integer tcpSocket:core.TCPSocketAction
-        terminationGracePeriodSeconds:integer timeoutSeconds:integer
-core.ProjectedVolumeSource defaultMode:integer sources:[core.VolumeProjection]
-core.QuobyteVolumeSource group:string readOnly:boolean registry:string tenant:string
-        user:string volume:string
-core.RBDVolumeSource fsType:string image:string keyring:string monitors:[string] pool:string
-        readOnly:boolean secretRef:core.LocalObjectReference user:string
-core.ResourceClaim name:string request:string
-core.ResourceFieldSelector containerName:string divisor:quantity resource:string
-core.ResourceHealth health:string resourceID:string
-core.ResourceRequirements claims:[core.ResourceClaim] limits:{quantity} requests:{quantity}
-core.ResourceStatus name:string resources:[core.ResourceHealth]
-core.SELinuxOptions level:string role:string type:string user:string
-core.ScaleIOVolumeSource fsType:string gateway:string protectionDomain:string
-        readOnly:boolean secretRef:core.LocalObjectReference sslEnabled:boolean
-        storageMode:string storagePool:string system:string volumeName:string
-core.SeccompProfile localhostProfile:string type:string
-core.SecretEnvSource name:string optional:boolean
-core.SecretKeySelector key:string name:string optional:boolean
-core.SecretProjection items:[core.KeyToPath] name:string optional:boolean
-core.SecretVolumeSource defaultMode:integer items:[core.KeyToPath] optional:boolean
-        secretName:string
-core.SecurityContext allowPrivilegeEscalation:boolean appArmorProfile:core.AppArmorProfile
-        capabilities:core.Capabilities privileged:boolean procMount:string
-        readOnlyRootFilesystem:boolean runAsGroup:integer runAsNonRoot:boolean runAsUser:integer
-        seLinuxOptions:core.SELinuxOptions seccompProfile:core.SeccompProfile
-        windowsOptions:core.WindowsSecurityContextOptions
-core.Service apiVersion:string kind:string metadata:meta.ObjectMeta spec:core.ServiceSpec
-        status:core.ServiceStatus
-core.ServiceAccountTokenProjection audience:string expirationSeconds:integer path:string
-core.ServicePort appProtocol:string name:string nodePort:integer port:integer
-        protocol:string targetPort:int-or-string
-core.ServiceSpec allocateLoadBalancerNodePorts:boolean clusterIP:string clusterIPs:[string]
-        externalIPs:[string] externalName:string externalTrafficPolicy:string
-        healthCheckNodePort:integer internalTrafficPolicy:string ipFamilies:[string]
-        ipFamilyPolicy:string loadBalancerClass:string loadBalancerIP:string
-        loadBalancerSourceRanges:[string] ports:[core.ServicePort]@merge/port
-        publishNotReadyAddresses:boolean selector:{string} sessionAffinity:string
-        sessionAffinityConfig:core.SessionAffinityConfig trafficDistribution:string type:string
-core.ServiceStatus conditions:[meta.Condition]@merge/type
-        loadBalancer:core.LoadBalancerStatus
-core.SessionAffinityConfig clientIP:core.ClientIPConfig
-core.SleepAction seconds:integer
-core.StorageOSVolumeSource fsType:string readOnly:boolean
-        secretRef:core.LocalObjectReference volumeName:string volumeNamespace:string
-core.Sysctl name:string value:string
-core.TCPSocketAction host:string port:int-or-string
-core.Taint effect:string key:string timeAdded:time value:string
-core.Toleration effect:string key:string operator:string tolerationSeconds:integer
-        value:string
-core.TopologySpreadConstraint labelSelector:meta.LabelSelector matchLabelKeys:[string]
-        maxSkew:integer minDomains:integer nodeAffinityPolicy:string nodeTaintsPolicy:string
-        topologyKey:string whenUnsatisfiable:string
-core.TypedLocalObjectReference apiGroup:string kind:string name:string
-core.TypedObjectReference apiGroup:string kind:string name:string namespace:string
-core.Volume awsElasticBlockStore:core.AWSElasticBlockStoreVolumeSource
-        azureDisk:core.AzureDiskVolumeSource azureFile:core.AzureFileVolumeSource
-        cephfs:core.CephFSVolumeSource cinder:core.CinderVolumeSource
-        configMap:core.ConfigMapVolumeSource csi:core.CSIVolumeSource
-        downwardAPI:core.DownwardAPIVolumeSource emptyDir:core.EmptyDirVolumeSource
-        ephemeral:core.EphemeralVolumeSource fc:core.FCVolumeSource
-        flexVolume:core.FlexVolumeSource flocker:core.FlockerVolumeSource
-        gcePersistentDisk:core.GCEPersistentDiskVolumeSource gitRepo:core.GitRepoVolumeSource
-        glusterfs:core.GlusterfsVolumeSource hostPath:core.HostPathVolumeSource
-        image:core.ImageVolumeSource iscsi:core.ISCSIVolumeSource name:string
-        nfs:core.NFSVolumeSource persistentVolumeClaim:core.PersistentVolumeClaimVolumeSource
-        photonPersistentDisk:core.PhotonPersistentDiskVolumeSource
-        portworxVolume:core.PortworxVolumeSource projected:core.ProjectedVolumeSource
-        quobyte:core.QuobyteVolumeSource rbd:core.RBDVolumeSource
-        scaleIO:core.ScaleIOVolumeSource secret:core.SecretVolumeSource
-        storageos:core.StorageOSVolumeSource vsphereVolume:core.VsphereVirtualDiskVolumeSource
-core.VolumeDevice devicePath:string name:string
-core.VolumeMount mountPath:string mountPropagation:string name:string readOnly:boolean
-        recursiveReadOnly:string subPath:string subPathExpr:string
-core.VolumeMountStatus mountPath:string name:string readOnly:boolean
-        recursiveReadOnly:string
-core.VolumeProjection clusterTrustBundle:core.ClusterTrustBundleProjection
-        configMap:core.ConfigMapProjection downwardAPI:core.DownwardAPIProjection
-        secret:core.SecretProjection serviceAccountToken:core.ServiceAccountTokenProjection
-core.VolumeResourceRequirements limits:{quantity} requests:{quantity}
-core.VsphereVirtualDiskVolumeSource fsType:string storagePolicyID:string
-        storagePolicyName:string volumePath:string
-core.WeightedPodAffinityTerm podAffinityTerm:core.PodAffinityTerm weight:integer
-core.WindowsSecurityContextOptions gmsaCredentialSpec:string gmsaCredentialSpecName:string
-        hostProcess:boolean runAsUserName:string
-meta.Condition lastTransitionTime:time message:string observedGeneration:integer
-        reason:string status:string type:string
-meta.LabelSelector matchExpressions:[meta.LabelSelectorRequirement] matchLabels:{string}
-meta.LabelSelectorRequirement key:string operator:string values:[string]
-meta.ListMeta continue:string remainingItemCount:integer resourceVersion:string
-        selfLink:string
-meta.ManagedFieldsEntry apiVersion:string fieldsType:string fieldsV1:object manager:string
-        operation:string subresource:string time:time
-meta.ObjectMeta annotations:{string} creationTimestamp:time
-        deletionGracePeriodSeconds:integer deletionTimestamp:time finalizers:[string]@merge
-        generateName:string generation:integer labels:{string}
-        managedFields:[meta.ManagedFieldsEntry] name:string namespace:string
-        ownerReferences:[meta.OwnerReference]@merge/uid resourceVersion:string selfLink:string
-        uid:string
-meta.OwnerReference apiVersion:string blockOwnerDeletion:boolean controller:boolean
-        kind:string name:string uid:string
-";
-
-/// One field of a [`TYPES`] entry.
-#[derive(Debug, Clone, Copy)]
-struct Field {
-    name: &'static str,
-    ty: &'static str,
-    strategy: Option<&'static str>,
-    merge_key: Option<&'static str>,
-}
-
-/// [`TYPES`] parsed: type name → fields, in table order.
-static TYPE_TABLE: LazyLock<BTreeMap<&'static str, Vec<Field>>> = LazyLock::new(|| {
-    let mut table: BTreeMap<&'static str, Vec<Field>> = BTreeMap::new();
-    let mut current: Option<&'static str> = None;
-    for token in TYPES.split_whitespace() {
-        let Some((name, rest)) = token.split_once(':') else {
-            table.entry(token).or_default();
-            current = Some(token);
-            continue;
-        };
-        let (ty, patch) = match rest.split_once('@') {
-            Some((ty, patch)) => (ty, Some(patch)),
-            None => (rest, None),
-        };
-        let (strategy, merge_key) = match patch.map(|p| p.split_once('/')) {
-            Some(Some((strategy, key))) => (Some(strategy), Some(key)),
-            Some(None) => (patch, None),
-            None => (None, None),
-        };
-        if let Some(fields) = current.and_then(|t| table.get_mut(t)) {
-            fields.push(Field {
-                name,
-                ty,
-                strategy,
-                merge_key,
-            });
-        }
-    }
-    table
-});
-
-/// Scalar type names of [`TYPES`] and their schemas.
+/// Scalar type names of [`types`] and their schemas.
 fn scalar_schema(ty: &str) -> Option<Value> {
     Some(match ty {
         "string" => json!({"type": "string"}),
@@ -472,26 +60,13 @@ fn scalar_schema(ty: &str) -> Option<Value> {
     })
 }
 
-/// The OpenAPI name of a [`TYPES`] name: `core.Pod` → `io.k8s.api.core.v1.Pod`.
-fn full_name(short: &str) -> String {
-    short
-        .split_once('.')
-        .and_then(|(package, name)| {
-            PACKAGES
-                .iter()
-                .find(|(p, _)| *p == package)
-                .map(|(_, prefix)| format!("{prefix}.{name}"))
-        })
-        .unwrap_or_else(|| short.to_owned())
-}
-
 /// A `$ref` to a component schema, wrapped in `allOf` as kube-openapi does so
 /// that sibling extensions (patch strategy) stay meaningful.
 fn reference(full: &str) -> Value {
     json!({"allOf": [{"$ref": format!("#/components/schemas/{full}")}]})
 }
 
-/// The schema of a [`TYPES`] type expression.
+/// The schema of a [`types`] type expression.
 fn type_schema(ty: &str) -> Value {
     if let Some(inner) = ty.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
         json!({"type": "array", "items": type_schema(inner)})
@@ -502,15 +77,7 @@ fn type_schema(ty: &str) -> Value {
     }
 }
 
-/// The [`TYPES`] name a type expression refers to, if any.
-fn referenced_type(ty: &str) -> Option<&str> {
-    let base = ty
-        .trim_start_matches(['[', '{'])
-        .trim_end_matches([']', '}']);
-    scalar_schema(base).is_none().then_some(base)
-}
-
-/// The object schema of a [`TYPES`] entry.
+/// The object schema of a [`types`] entry.
 fn struct_schema(fields: &[Field]) -> Value {
     let properties: Map<String, Value> = fields
         .iter()
@@ -528,75 +95,6 @@ fn struct_schema(fields: &[Field]) -> Value {
         })
         .collect();
     json!({"type": "object", "properties": properties})
-}
-
-/// The [`TYPES`] name of a resource's kind, if the table has it for the
-/// resource's group version (`apps` `v1` `Deployment` → `apps.Deployment`).
-fn kind_type(resource: &Resource) -> Option<&'static str> {
-    let package = if resource.group.is_empty() {
-        "core"
-    } else {
-        resource.group.split('.').next().unwrap_or(resource.group)
-    };
-    let short = format!("{package}.{}", resource.kind);
-    let expected = format!(
-        "io.k8s.api.{package}.{}.{}",
-        resource.version, resource.kind
-    );
-    TYPE_TABLE
-        .get_key_value(short.as_str())
-        .filter(|_| full_name(&short) == expected)
-        .map(|(name, _)| *name)
-}
-
-/// Fields of `obj` (an object of `resource`) that its type does not have,
-/// as dotted paths (`spec.replcas`, `spec.template.spec.containers[0].imge`),
-/// for `fieldValidation=Strict`. Empty when the kind has no type table.
-pub fn unknown_fields(resource: &Resource, obj: &Value) -> Vec<String> {
-    let mut unknown = Vec::new();
-    if let Some(kind) = kind_type(resource) {
-        walk(kind, obj, "", &mut unknown, 0);
-    }
-    unknown
-}
-
-/// Deepest nesting walked (objects deeper than this are not checked).
-const WALK_DEPTH: usize = 64;
-
-fn walk(ty: &str, value: &Value, path: &str, unknown: &mut Vec<String>, depth: usize) {
-    if depth > WALK_DEPTH || value.is_null() {
-        return;
-    }
-    if let Some(inner) = ty.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-        if let Some(items) = value.as_array() {
-            for (i, item) in items.iter().enumerate() {
-                walk(inner, item, &format!("{path}[{i}]"), unknown, depth + 1);
-            }
-        }
-        return;
-    }
-    if let Some(inner) = ty.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-        if let Some(map) = value.as_object() {
-            for (key, item) in map {
-                walk(inner, item, &format!("{path}[{key}]"), unknown, depth + 1);
-            }
-        }
-        return;
-    }
-    let (Some(fields), Some(map)) = (TYPE_TABLE.get(ty), value.as_object()) else {
-        return;
-    };
-    for (key, item) in map {
-        let at = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
-        match fields.iter().find(|f| f.name == key) {
-            Some(field) => walk(field.ty, item, &at, unknown, depth + 1),
-            None => unknown.push(at),
-        }
-    }
 }
 
 /// OpenAPI name of a resource's kind schema.
@@ -631,7 +129,7 @@ fn schemas(resources: &[&Resource]) -> Map<String, Value> {
     let mut queue: VecDeque<&str> = resources.iter().filter_map(|r| kind_type(r)).collect();
     queue.push_back("meta.ListMeta");
     while let Some(name) = queue.pop_front() {
-        let Some(fields) = TYPE_TABLE.get(name) else {
+        let Some(fields) = types::fields(name) else {
             continue;
         };
         if reachable.insert(name) {
@@ -640,7 +138,7 @@ fn schemas(resources: &[&Resource]) -> Map<String, Value> {
     }
     let mut schemas: Map<String, Value> = reachable
         .iter()
-        .filter_map(|name| Some((full_name(name), struct_schema(TYPE_TABLE.get(name)?))))
+        .filter_map(|name| Some((full_name(name), struct_schema(types::fields(name)?))))
         .collect();
     for resource in resources {
         let name = kind_schema_name(resource);
@@ -652,7 +150,7 @@ fn schemas(resources: &[&Resource]) -> Map<String, Value> {
                 );
             }
             _ => {
-                // Not in TYPES: free-form, and deliberately without the
+                // No type tree: free-form, and deliberately without the
                 // group-version-kind (see the module docs).
                 schemas.insert(
                     name.clone(),
@@ -1088,21 +586,27 @@ mod tests {
 
     #[test]
     fn table_is_well_formed() {
-        let first = TYPES.split_whitespace().next().unwrap_or_default();
+        // The shared types and every kind's, as one text.
+        let texts: Vec<&str> = std::iter::once(types::SHARED)
+            .chain(RESOURCES.iter().map(|r| r.strategy.types()))
+            .collect();
+        let text = texts.join("\n");
+        let table = types::table();
+        let first = text.split_whitespace().next().unwrap_or_default();
         assert!(!first.contains(':'), "the table starts with a type name");
-        let fields: usize = TYPE_TABLE.values().map(Vec::len).sum();
+        let fields: usize = table.values().map(Vec::len).sum();
         assert_eq!(
             fields,
-            TYPES.split_whitespace().filter(|t| t.contains(':')).count()
+            text.split_whitespace().filter(|t| t.contains(':')).count()
         );
-        for (name, fields) in TYPE_TABLE.iter() {
+        for (name, fields) in table.iter() {
             assert!(full_name(name).starts_with("io.k8s."), "{name}");
             let mut seen = BTreeSet::new();
             for field in fields {
                 assert!(seen.insert(field.name), "{name}.{} twice", field.name);
                 if let Some(target) = referenced_type(field.ty) {
                     assert!(
-                        TYPE_TABLE.contains_key(target),
+                        table.contains_key(target),
                         "{name}.{}: unknown type {target}",
                         field.name
                     );
@@ -1127,7 +631,7 @@ mod tests {
         for resource in RESOURCES {
             assert!(
                 kind_type(resource).is_some(),
-                "{} is missing from TYPES",
+                "{} has no type tree",
                 resource.kind
             );
         }

@@ -15,8 +15,9 @@
 //! kubectl sends strategic merge patches for `apply`, `set image`, `rollout
 //! restart` and `cordon`, and relies on them to edit lists without resending
 //! them. This is a port of apimachinery's `pkg/util/strategicpatch` apply path
-//! (`StrategicMergeMapPatch`), with a small built-in schema instead of Go struct
-//! tags:
+//! (`StrategicMergeMapPatch`), reading the Go struct tags from the type table
+//! the OpenAPI documents are built from (`objects::types`: each kind's types
+//! in its file under `objects/`), so merge keys are written once:
 //!
 //! - Objects merge recursively and `null` deletes a field, as in a merge patch.
 //! - Lists whose field declares a merge key (`containers` by `name`, container
@@ -53,6 +54,7 @@
 //! build a document deeper than [`MAX_DEPTH`], and `copy` cannot double the
 //! document until memory runs out.
 
+use crate::objects::{registry, types};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -377,49 +379,19 @@ fn json_patch_error(
 // ---------------------------------------------------------------------------
 // Strategic merge patch: the schema.
 
-/// The kinds whose `spec` and `status` hold merging lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Pod,
-    /// Deployment and ReplicaSet: a pod template under `spec.template`.
-    Workload,
-    Service,
-    Node,
-    /// Everything else: only `metadata` and `status.conditions` merge lists.
-    Other,
-}
-
-impl Kind {
-    fn of(name: &str) -> Kind {
-        match name {
-            "Pod" => Kind::Pod,
-            "Deployment" | "ReplicaSet" => Kind::Workload,
-            "Service" => Kind::Service,
-            "Node" => Kind::Node,
-            _ => Kind::Other,
-        }
-    }
-}
-
-/// The Kubernetes type an object in the document stands for, as far as
-/// patching cares: the types that hold merging lists, and `Opaque` for all
-/// others (their maps merge, their lists are replaced).
+/// The type an object in the document stands for, as far as patching
+/// cares: a type of [`types`] (whose `patchStrategy`/`patchMergeKey` tags,
+/// the same the OpenAPI documents publish, say which lists merge and by
+/// which key), the root or status of a kind without a type tree, or
+/// `Opaque` for everything else (its maps merge, its lists are replaced).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Schema {
-    Root(Kind),
-    ObjectMeta,
-    /// `DeploymentSpec`, `ReplicaSetSpec`.
-    WorkloadSpec,
-    PodTemplateSpec,
-    PodSpec,
-    /// `Container`, and `EphemeralContainer` which has the same lists.
-    Container,
-    ServiceSpec,
-    NodeSpec,
-    PodStatus,
-    NodeStatus,
-    /// Any other status: `conditions` merge by `type`.
-    Status,
+    /// A named type of [`types`] (`core.PodSpec`).
+    Typed(&'static str),
+    /// The root of a kind without a type tree: `metadata` is an ObjectMeta.
+    Untyped,
+    /// Its `status`: `conditions` merge by `type`.
+    UntypedStatus,
     Opaque,
 }
 
@@ -432,6 +404,15 @@ enum ListKind {
     Scalars,
 }
 
+impl From<types::ListKind> for ListKind {
+    fn from(kind: types::ListKind) -> ListKind {
+        match kind {
+            types::ListKind::Keyed(key) => ListKind::Keyed(key),
+            types::ListKind::Scalars => ListKind::Scalars,
+        }
+    }
+}
+
 /// What the schema says about one field.
 #[derive(Debug, Clone, Copy)]
 struct Field {
@@ -442,43 +423,53 @@ struct Field {
 }
 
 impl Schema {
-    /// The merge-key table: apimachinery's `patchStrategy`/`patchMergeKey`
-    /// tags for the kinds Flotilla serves.
+    /// The schema of a whole object of `kind`.
+    fn root(kind: &str) -> Schema {
+        registry::by_kind(kind)
+            .and_then(types::kind_type)
+            .map_or(Schema::Untyped, Schema::Typed)
+    }
+
+    /// What the type table says about field `name` of this type.
     fn field(self, name: &str) -> Field {
-        use ListKind::{Keyed, Scalars};
-        use Schema::*;
-        let (schema, list) = match (self, name) {
-            (Root(_) | PodTemplateSpec, "metadata") => (ObjectMeta, None),
-            (Root(Kind::Pod), "spec") | (PodTemplateSpec, "spec") => (PodSpec, None),
-            (Root(Kind::Workload), "spec") => (WorkloadSpec, None),
-            (Root(Kind::Service), "spec") => (ServiceSpec, None),
-            (Root(Kind::Node), "spec") => (NodeSpec, None),
-            (Root(Kind::Pod), "status") => (PodStatus, None),
-            (Root(Kind::Node), "status") => (NodeStatus, None),
-            (Root(_), "status") => (Status, None),
-            (ObjectMeta, "finalizers") => (Opaque, Some(Scalars)),
-            (ObjectMeta, "ownerReferences") => (Opaque, Some(Keyed("uid"))),
-            (WorkloadSpec, "template") => (PodTemplateSpec, None),
-            (PodSpec, "containers" | "initContainers" | "ephemeralContainers") => {
-                (Container, Some(Keyed("name")))
-            }
-            (PodSpec, "volumes" | "imagePullSecrets" | "schedulingGates" | "resourceClaims") => {
-                (Opaque, Some(Keyed("name")))
-            }
-            (PodSpec, "hostAliases") => (Opaque, Some(Keyed("ip"))),
-            (PodSpec, "topologySpreadConstraints") => (Opaque, Some(Keyed("topologyKey"))),
-            (Container, "ports") => (Opaque, Some(Keyed("containerPort"))),
-            (Container, "env") => (Opaque, Some(Keyed("name"))),
-            (Container, "volumeMounts") => (Opaque, Some(Keyed("mountPath"))),
-            (Container, "volumeDevices") => (Opaque, Some(Keyed("devicePath"))),
-            (ServiceSpec, "ports") => (Opaque, Some(Keyed("port"))),
-            (NodeSpec, "podCIDRs") => (Opaque, Some(Scalars)),
-            (PodStatus | NodeStatus | Status, "conditions") => (Opaque, Some(Keyed("type"))),
-            (PodStatus, "podIPs" | "hostIPs") => (Opaque, Some(Keyed("ip"))),
-            (NodeStatus, "addresses") => (Opaque, Some(Keyed("type"))),
-            _ => (Opaque, None),
+        const OPAQUE: Field = Field {
+            schema: Schema::Opaque,
+            list: None,
         };
-        Field { schema, list }
+        match self {
+            Schema::Typed(ty) => match types::field(ty, name) {
+                Some(field) => {
+                    // A map of T is opaque: its keys are not T's fields.
+                    let schema = match field.referenced() {
+                        Some(inner) if !field.ty.starts_with('{') => {
+                            types::fields(inner).map_or(Schema::Opaque, |_| Schema::Typed(inner))
+                        }
+                        _ => Schema::Opaque,
+                    };
+                    Field {
+                        schema,
+                        list: field.list().map(ListKind::from),
+                    }
+                }
+                None => OPAQUE,
+            },
+            Schema::Untyped => match name {
+                "metadata" => Field {
+                    schema: Schema::Typed("meta.ObjectMeta"),
+                    list: None,
+                },
+                "status" => Field {
+                    schema: Schema::UntypedStatus,
+                    list: None,
+                },
+                _ => OPAQUE,
+            },
+            Schema::UntypedStatus if name == "conditions" => Field {
+                schema: Schema::Opaque,
+                list: Some(ListKind::Keyed("type")),
+            },
+            Schema::UntypedStatus | Schema::Opaque => OPAQUE,
+        }
     }
 }
 
@@ -575,7 +566,7 @@ fn apply_strategic(kind: &str, target: &Value, patch: &Value) -> Result<Value, P
             describe(target)
         )));
     };
-    match merge_map(current.clone(), patch, Schema::Root(Kind::of(kind)), 0)? {
+    match merge_map(current.clone(), patch, Schema::root(kind), 0)? {
         Some(merged) => Ok(Value::Object(merged)),
         None => Err(malformed(
             "`$patch: delete` at the top of a patch would delete the whole object; use DELETE",

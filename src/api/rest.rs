@@ -500,7 +500,7 @@ impl Request<'_> {
         if self.query.get("fieldValidation").map(String::as_str) != Some("Strict") {
             return Ok(());
         }
-        let unknown = super::openapi::unknown_fields(self.resource(), obj);
+        let unknown = crate::objects::types::unknown_fields(self.resource(), obj);
         if unknown.is_empty() {
             return Ok(());
         }

@@ -1,8 +1,14 @@
 //! The resources the API serves: one table, read by routing, discovery,
-//! OpenAPI, storage keys and the CLI.
+//! OpenAPI, storage keys, the table printers and the CLI.
+//!
+//! Each entry comes from its kind's file (`objects/pod.rs`, ...), which also
+//! holds the kind's [`Strategy`]: adding a kind is adding that file and one
+//! line to [`RESOURCES`].
+
+use super::strategy::Strategy;
 
 /// One served resource type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct Resource {
     /// API group ("" for core).
     pub group: &'static str,
@@ -24,6 +30,27 @@ pub struct Resource {
     pub subresources: &'static [&'static str],
     /// In kubectl's `all` category.
     pub in_all: bool,
+    /// The kind's rules: defaulting, validation, allocation, printing, types.
+    pub strategy: &'static dyn Strategy,
+}
+
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for Resource {}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("plural", &self.plural)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Resource {
@@ -69,118 +96,18 @@ impl Resource {
     }
 }
 
-const ALL: bool = true;
-
-/// Every resource served, core group first.
+/// Every resource served, core group first: one line per kind, whose file
+/// under `objects/` holds its [`Resource`] and [`Strategy`].
 pub const RESOURCES: &[Resource] = &[
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Namespace",
-        list_kind: "NamespaceList",
-        plural: "namespaces",
-        singular: "namespace",
-        short_names: &["ns"],
-        namespaced: false,
-        subresources: &["status"],
-        in_all: false,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Node",
-        list_kind: "NodeList",
-        plural: "nodes",
-        singular: "node",
-        short_names: &["no"],
-        namespaced: false,
-        subresources: &["status"],
-        in_all: false,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Pod",
-        list_kind: "PodList",
-        plural: "pods",
-        singular: "pod",
-        short_names: &["po"],
-        namespaced: true,
-        subresources: &["status", "binding", "log"],
-        in_all: ALL,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Service",
-        list_kind: "ServiceList",
-        plural: "services",
-        singular: "service",
-        short_names: &["svc"],
-        namespaced: true,
-        subresources: &["status"],
-        in_all: ALL,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Endpoints",
-        list_kind: "EndpointsList",
-        plural: "endpoints",
-        singular: "endpoints",
-        short_names: &["ep"],
-        namespaced: true,
-        subresources: &[],
-        in_all: false,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Event",
-        list_kind: "EventList",
-        plural: "events",
-        singular: "event",
-        short_names: &["ev"],
-        namespaced: true,
-        subresources: &[],
-        in_all: false,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        kind: "Deployment",
-        list_kind: "DeploymentList",
-        plural: "deployments",
-        singular: "deployment",
-        short_names: &["deploy"],
-        namespaced: true,
-        subresources: &["status", "scale"],
-        in_all: ALL,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        kind: "ReplicaSet",
-        list_kind: "ReplicaSetList",
-        plural: "replicasets",
-        singular: "replicaset",
-        short_names: &["rs"],
-        namespaced: true,
-        subresources: &["status", "scale"],
-        in_all: ALL,
-    },
-    Resource {
-        group: "coordination.k8s.io",
-        version: "v1",
-        kind: "Lease",
-        list_kind: "LeaseList",
-        plural: "leases",
-        singular: "lease",
-        short_names: &[],
-        namespaced: true,
-        subresources: &[],
-        in_all: false,
-    },
+    super::namespace::RESOURCE,
+    super::node::RESOURCE,
+    super::pod::RESOURCE,
+    super::service::RESOURCE,
+    super::endpoints::RESOURCE,
+    super::event::RESOURCE,
+    super::deployment::RESOURCE,
+    super::replicaset::RESOURCE,
+    super::lease::RESOURCE,
 ];
 
 /// The namespace of nodes' heartbeat Leases (Kubernetes' `kube-node-lease`).
@@ -200,6 +127,11 @@ pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static Re
 /// The resource whose kind is `kind` (kinds are unique across groups here).
 pub fn by_kind(kind: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.kind == kind)
+}
+
+/// The strategy of `resource`.
+pub fn strategy(resource: &Resource) -> &'static dyn Strategy {
+    resource.strategy
 }
 
 /// Resolves what a user types (`po`, `pod`, `pods`, `deploy`, `deployments.apps`).

@@ -43,6 +43,99 @@ impl Errors {
     }
 }
 
+/// The checks every object gets: a JSON object with a well-formed
+/// `metadata.name` (spelt as `rule` says), string label and annotation maps,
+/// list-typed finalizers and owner references, object-typed spec and status.
+pub fn object(obj: &Value, rule: super::strategy::NameRule) -> Errors {
+    let mut errors = Errors::default();
+    if !obj.is_object() {
+        errors.invalid("", "the body must be a JSON object");
+        return errors;
+    }
+    let meta = obj.get("metadata");
+    typed(meta, "metadata", "object", &mut errors);
+    match super::meta::name(obj) {
+        None => errors.required("metadata.name"),
+        Some(name) => {
+            let problem = match rule {
+                super::strategy::NameRule::Label => dns1123_label(name),
+                super::strategy::NameRule::Subdomain => dns1123_subdomain(name),
+            };
+            if let Some(message) = problem {
+                errors.invalid("metadata.name", message);
+            }
+        }
+    }
+    labels(
+        meta.and_then(|m| m.get("labels")),
+        "metadata.labels",
+        &mut errors,
+    );
+    string_map(
+        meta.and_then(|m| m.get("annotations")),
+        "metadata.annotations",
+        &mut errors,
+    );
+    typed(
+        meta.and_then(|m| m.get("finalizers")),
+        "metadata.finalizers",
+        "array",
+        &mut errors,
+    );
+    typed(
+        meta.and_then(|m| m.get("ownerReferences")),
+        "metadata.ownerReferences",
+        "array",
+        &mut errors,
+    );
+    typed(obj.get("spec"), "spec", "object", &mut errors);
+    typed(obj.get("status"), "status", "object", &mut errors);
+    errors
+}
+
+/// Checks a port number (1-65535) at `field`; a missing one is an error only
+/// when `required`.
+pub fn port_number(value: Option<&Value>, field: &str, required: bool, errors: &mut Errors) {
+    match value {
+        None if required => errors.required(field),
+        None => {}
+        Some(v) => match v.as_i64() {
+            Some(n) if (1..=65535).contains(&n) => {}
+            _ => errors.invalid(
+                field,
+                format!("Invalid value: {v}: must be between 1 and 65535, inclusive"),
+            ),
+        },
+    }
+}
+
+/// Records that `field`'s value is not one of `supported`.
+pub fn not_supported(
+    field: impl Into<String>,
+    value: &Value,
+    supported: &[&str],
+    errors: &mut Errors,
+) {
+    let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+    errors.0.push(FieldError {
+        field: field.into(),
+        reason: "FieldValueNotSupported",
+        message: format!(
+            "Unsupported value: {value}: supported values: {}",
+            list.join(", ")
+        ),
+    });
+}
+
+/// Records that `field` may not be set (Kubernetes' `field.Forbidden`).
+pub fn forbidden(field: impl Into<String>, message: impl std::fmt::Display, errors: &mut Errors) {
+    errors.0.push(FieldError {
+        field: field.into(),
+        reason: "FieldValueForbidden",
+        message: format!("Forbidden: {message}"),
+    });
+}
+
 /// Longest DNS-1123 subdomain.
 pub const DNS1123_SUBDOMAIN_MAX: usize = 253;
 /// Longest DNS-1123 label.

@@ -10,8 +10,9 @@
 use super::{random_string, secrets_match, sha256_hex};
 use serde::{Deserialize, Serialize};
 
-/// Where node credential records live in the store.
-pub const PREFIX: &str = "/flotilla/nodes/";
+/// Where node credential records live in the store (the objects layer owns
+/// the layout, so deleting a Node can release its record).
+pub const PREFIX: &str = crate::objects::node::CREDENTIAL_PREFIX;
 const SECRET_LEN: usize = 32;
 
 /// A node's credential as stored.
@@ -29,7 +30,7 @@ pub struct NodeRecord {
 
 /// The store key of node `name`'s record.
 pub fn key(name: &str) -> String {
-    format!("{PREFIX}{name}")
+    crate::objects::node::credential_key(name)
 }
 
 /// A new credential for `name`: the token to hand out and the record to keep.

@@ -38,8 +38,7 @@ pub use error::{Error, Result};
 pub use object::Object;
 pub use writer::{served, Writer};
 
-use crate::objects::service::{self, Claim};
-use crate::objects::{kinds, meta, registry, Resource};
+use crate::objects::{meta, registry, service, Claim, Resource};
 use flotilla_raft::{Node, WriteError};
 use flotilla_storage::{Command, Engine, EventKind, Response, Revision};
 use serde_json::{json, Value};
@@ -268,8 +267,43 @@ impl Store {
         }
     }
 
+    /// `claims` without the releases of keys that no longer hold their
+    /// owner (gone, or another object's): a write gives back only what its
+    /// object holds. The transaction compares the holder again, so a claim
+    /// that changes hands after this read fails the write instead of being
+    /// deleted; and an object whose claim was already freed can still be
+    /// deleted.
+    fn still_held(&self, claims: &[Claim]) -> Result<Vec<Claim>> {
+        let mut kept = Vec::with_capacity(claims.len());
+        for claim in claims {
+            if let Claim::Release {
+                key,
+                owner: Some(owner),
+            } = claim
+            {
+                let read = self.engine().get(key.as_bytes(), None)?;
+                if read.value.is_none_or(|kv| kv.value != owner.as_bytes()) {
+                    continue;
+                }
+            }
+            kept.push(claim.clone());
+        }
+        Ok(kept)
+    }
+
     /// Replicates one compare-and-swap.
     async fn swap(&self, opts: &WriteOptions, swap: &Swap<'_>) -> Result<Outcome> {
+        let held;
+        let swap = if swap.claims.is_empty() {
+            *swap
+        } else {
+            held = self.still_held(swap.claims)?;
+            Swap {
+                claims: &held,
+                ..*swap
+            }
+        };
+        let swap = &swap;
         let txn = txn::transaction(swap).map_err(|source| Error::Corrupt {
             key: swap.key.to_owned(),
             source,
@@ -379,9 +413,9 @@ impl Store {
                 }
             }
         }
-        kinds::default(resource, &mut obj);
+        resource.strategy.default(&mut obj);
         let name = meta::name(&obj).unwrap_or("").to_owned();
-        let errors = kinds::validate(resource, &obj);
+        let errors = resource.strategy.validate(&obj);
         if !errors.is_empty() {
             return Err(Error::Invalid {
                 resource,
@@ -391,11 +425,10 @@ impl Store {
         }
         meta::on_create(&mut obj, meta::now());
         let key = resource.key(namespace.as_deref(), &name);
-        let owner = format!("{}/{name}", namespace.as_deref().unwrap_or(""));
         // A Service's random IP or node port may be taken: try a few.
         for _ in 0..ALLOCATION_ATTEMPTS {
             let mut candidate = obj.clone();
-            let claims = allocate(resource, &mut candidate, &owner);
+            let claims = resource.strategy.allocate(&mut candidate);
             let swap = Swap {
                 key: &key,
                 expected: 0,
@@ -450,21 +483,20 @@ impl Store {
         next: &mut Value,
     ) -> Result<Vec<Claim>> {
         meta::on_update(&current.value, next);
-        kinds::default(resource, next);
+        resource.strategy.default(next);
         let invalid = |errors| Error::Invalid {
             resource,
             name: current.name().to_owned(),
             errors,
         };
-        let errors = kinds::validate(resource, next);
+        let errors = resource.strategy.validate_update(&current.value, next);
         if !errors.is_empty() {
             return Err(invalid(errors));
         }
-        reallocate(resource, current, next).map_err(|message| {
-            let mut errors = crate::objects::validate::Errors::default();
-            errors.invalid("spec.clusterIP", message);
-            invalid(errors)
-        })
+        resource
+            .strategy
+            .reallocate(&current.value, next)
+            .map_err(invalid)
     }
 
     /// Reads the object at `key`, lets `try_update` compute its next version,
@@ -592,7 +624,7 @@ impl Store {
         current: &Object,
         opts: &WriteOptions,
     ) -> Result<Outcome> {
-        let claims = release(resource, current);
+        let claims = resource.strategy.release(&current.value);
         let swap = Swap {
             key: &current.key,
             expected: current.revision,
@@ -700,39 +732,4 @@ enum Scope<'a> {
     Key(&'a str),
     /// Any key under this prefix (a create whose name was generated).
     Under(&'a str),
-}
-
-/// What creating an object of `resource` takes, filling the object.
-fn allocate(resource: &Resource, obj: &mut Value, owner: &str) -> Vec<Claim> {
-    match resource.kind {
-        "Service" => service::allocate(obj, owner),
-        _ => Vec::new(),
-    }
-}
-
-/// What updating `current` into `next` takes or gives back.
-fn reallocate(
-    resource: &Resource,
-    current: &Object,
-    next: &mut Value,
-) -> std::result::Result<Vec<Claim>, String> {
-    match resource.kind {
-        "Service" => {
-            let owner = format!("{}/{}", current.namespace(), current.name());
-            service::reallocate(&current.value, next, &owner)
-        }
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// What removing `current` gives back.
-fn release(resource: &Resource, current: &Object) -> Vec<Claim> {
-    match resource.kind {
-        "Service" => service::release(&current.value),
-        // A Node's agent credential goes with the Node.
-        "Node" => vec![Claim::Release {
-            key: crate::security::nodes::key(current.name()),
-        }],
-        _ => Vec::new(),
-    }
 }

@@ -10,7 +10,7 @@
 
 use crate::objects::meta;
 use crate::objects::registry;
-use crate::objects::service::Claim;
+use crate::objects::Claim;
 use flotilla_storage::{Command, Compare, CompareOp, Op, Target, Txn};
 use serde_json::Value;
 
@@ -84,9 +84,19 @@ pub fn transaction(swap: &Swap<'_>) -> Result<Txn, serde_json::Error> {
                     value: owner.clone().into_bytes(),
                 });
             }
-            Claim::Release { key } => success.push(Op::Delete {
-                key: key.clone().into_bytes(),
-            }),
+            Claim::Release { key, owner } => {
+                // Give back only what the object still holds.
+                if let Some(owner) = owner {
+                    compare.push(Compare {
+                        key: key.clone().into_bytes(),
+                        target: Target::Value(owner.clone().into_bytes()),
+                        op: CompareOp::Equal,
+                    });
+                }
+                success.push(Op::Delete {
+                    key: key.clone().into_bytes(),
+                });
+            }
         }
     }
     Ok(Txn {
@@ -151,6 +161,7 @@ mod tests {
             },
             Claim::Release {
                 key: "/registry/ranges/servicenodeports/30001".into(),
+                owner: Some("default/s".into()),
             },
         ];
         let txn = transaction(&Swap {
@@ -163,8 +174,8 @@ mod tests {
         .expect("txn");
         assert_eq!(
             txn.compare.len(),
-            2,
-            "the object's revision and the free IP"
+            3,
+            "the object's revision, the free IP, the port still held"
         );
         assert_eq!(txn.success.len(), 3);
     }
