@@ -4,12 +4,16 @@
 //! answer is the bincode of `Result<response, RaftError>`, authenticated with the
 //! cluster's peer secret as a bearer token. Transport failures become openraft's
 //! `Unreachable` (connection refused: openraft backs off) or `Network` errors;
-//! an error the remote Raft returned becomes `RemoteError`.
+//! an error the remote Raft returned becomes `RemoteError`. An AppendEntries
+//! body over [`MAX_RPC_BODY`] (measured here, or refused by the peer with
+//! 413) becomes `PayloadTooLarge`, so openraft sends fewer entries.
 
 use crate::codec;
+use crate::rpc::MAX_RPC_BODY;
 use crate::types::{Member, MemberId, TypeConfig};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -49,7 +53,7 @@ pub fn http_client(timeout: Duration, ca_pem: Option<&str>) -> reqwest::Result<r
     client_builder(ca_pem)?
         .connect_timeout(Duration::from_millis(500))
         .timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(20))
         .build()
 }
 
@@ -104,6 +108,17 @@ pub struct Peer {
     member: Member,
 }
 
+/// Why an RPC got no answer to decode.
+enum Failure {
+    /// Nothing listens there (openraft backs off).
+    Unreachable(reqwest::Error),
+    /// The request or its answer was lost or refused.
+    Network(std::io::Error),
+    /// The body is larger than the peer accepts ([`MAX_RPC_BODY`]), as we
+    /// measured it or as the peer answered (413).
+    TooLarge(String),
+}
+
 impl Peer {
     async fn call<Req, Resp, E>(
         &self,
@@ -116,7 +131,32 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let body = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        match self.post(rpc, request, option).await {
+            Ok(bytes) => self.decode(&bytes),
+            Err(Failure::Unreachable(e)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(Failure::Network(e)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(Failure::TooLarge(message)) => Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(message),
+            ))),
+        }
+    }
+
+    /// Sends one RPC and returns the answer's bytes.
+    async fn post<Req: Serialize>(
+        &self,
+        rpc: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<bytes::Bytes, Failure> {
+        let body =
+            codec::encode(request).map_err(|e| Failure::Network(std::io::Error::other(e)))?;
+        if body.len() > MAX_RPC_BODY {
+            return Err(Failure::TooLarge(format!(
+                "{rpc} to {}: {} bytes is over the {MAX_RPC_BODY} bytes a peer accepts",
+                self.member,
+                body.len()
+            )));
+        }
         let url = format!(
             "{}://{}{}/{}",
             self.scheme, self.member.addr, RPC_PREFIX, rpc
@@ -131,24 +171,38 @@ impl Peer {
             .await
             .map_err(|e| {
                 if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
+                    Failure::Unreachable(e)
                 } else {
-                    RPCError::Network(NetworkError::new(&e))
+                    Failure::Network(std::io::Error::other(e))
                 }
             })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            .map_err(|e| Failure::Network(std::io::Error::other(e)))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            let err =
-                std::io::Error::other(format!("{rpc} to {}: HTTP {status}: {text}", self.member));
-            return Err(RPCError::Network(NetworkError::new(&err)));
+            let message = format!("{rpc} to {}: HTTP {status}: {text}", self.member);
+            return Err(if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+                Failure::TooLarge(message)
+            } else {
+                Failure::Network(std::io::Error::other(message))
+            });
         }
+        Ok(bytes)
+    }
+
+    fn decode<Resp, E>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Resp, RPCError<MemberId, Member, RaftError<MemberId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let result: Result<Resp, RaftError<MemberId, E>> =
-            codec::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            codec::decode_rpc(bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| {
             RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,
@@ -166,7 +220,19 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<MemberId>, RPCError<MemberId, Member, RaftError<MemberId>>>
     {
-        self.call("append", &rpc, &option).await
+        // A body too large for the peer is reported as such, with half the
+        // entries as the hint: openraft retries at once with fewer entries
+        // (as a network error it would resend the same batch forever).
+        let entries = u64::try_from(rpc.entries.len()).unwrap_or(u64::MAX);
+        match self.post("append", &rpc, &option).await {
+            Ok(bytes) => self.decode(&bytes),
+            Err(Failure::TooLarge(message)) => Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((entries / 2).max(1))
+                    .with_source_error(&std::io::Error::other(message)),
+            )),
+            Err(Failure::Unreachable(e)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(Failure::Network(e)) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
     }
 
     async fn install_snapshot(
