@@ -210,7 +210,10 @@ async fn local(cluster: &Cluster, i: usize) -> Option<(u64, String)> {
 /// was, forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_catches_up_after_a_burst_of_large_writes() {
-    let mut cluster = Cluster::start(3).await;
+    // A longer election timeout than the default: this is about catching
+    // up, and on a loaded machine an unoptimized build takes more than the
+    // default's 300 ms to move a 1.4 MiB entry.
+    let mut cluster = Cluster::start_configured(3, &[], &["--election-timeout", "2s"]).await;
     let leader = cluster.await_leader(Duration::from_secs(30)).await;
     let behind = (leader + 1) % 3;
     cluster.members[behind].kill();
@@ -224,8 +227,21 @@ async fn follower_catches_up_after_a_burst_of_large_writes() {
         writers.push(tokio::spawn(async move {
             for i in 0..8 {
                 let key = format!("/big/{w}-{i}");
-                let written = cluster.put_via(leader, &key, &value).await;
-                assert!(written.is_some(), "write {key} was not acknowledged");
+                let body = serde_json::json!({ "key": key, "value": &*value });
+                let began = Instant::now();
+                let response = cluster
+                    .http
+                    .post(format!("{}/kv/put", cluster.members[leader].url()))
+                    .timeout(Duration::from_secs(60))
+                    .bearer_auth(&cluster.token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("write {key}: {e:?}"));
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                assert!(status.is_success(), "write {key}: {status} {text}");
+                eprintln!("write {key} took {:?}", began.elapsed());
             }
         }));
     }

@@ -148,12 +148,13 @@ fn sync_loop(engine: &Engine, rx: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
 /// Bytes of log entries one AppendEntries carries, about: entries are added
 /// while the total is under this, so a message is at most this plus one
 /// entry (itself at most [`crate::propose::MAX_ENTRY_BYTES`] plus one
-/// request, a few MiB), far below the [`crate::rpc::MAX_RPC_BODY`] a peer
-/// accepts. etcd's `MaxSizePerMsg` (1 MiB) is the anchor; this is larger
-/// because openraft keeps one AppendEntries in flight per follower where etcd
-/// pipelines up to 256, and a follower catching up moves one message per
-/// round trip.
-pub const MAX_APPEND_BYTES: usize = 8 * 1024 * 1024;
+/// request, under 3 MiB), far below the [`crate::rpc::MAX_RPC_BODY`] a peer
+/// accepts. etcd's `MaxSizePerMsg`, 1 MiB. Larger would catch up faster per
+/// round trip, but openraft 0.9 gives each AppendEntries one heartbeat
+/// interval to be sent, appended, fsynced and answered; a message that
+/// cannot make it in time is retried unchanged, and a follower would never
+/// catch up.
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 
 impl LogStore {
     /// The entries of `range` in order, stopping after the one that brings

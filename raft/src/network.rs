@@ -95,17 +95,45 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             scheme: self.scheme,
             target,
             member: node.clone(),
+            in_flight: None,
         }
     }
 }
 
+/// How long an AppendEntries that carries entries may take on the wire and
+/// at the follower, whatever openraft's own deadline for it (see [`Peer`]).
+pub const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an AppendEntries carries: its vote, where it starts and its last entry.
+type AppendKey = (
+    openraft::Vote<MemberId>,
+    Option<crate::types::LogId>,
+    Option<crate::types::LogId>,
+);
+
+/// An AppendEntries sent and not yet answered.
+struct InFlight {
+    key: AppendKey,
+    task: tokio::task::JoinHandle<Result<bytes::Bytes, Failure>>,
+}
+
 /// The connection to one member.
+///
+/// openraft 0.9 gives every AppendEntries one heartbeat interval (100 ms)
+/// and then drops it and sends the same entries again. A message of large
+/// entries may need longer to cross, be appended and fsynced: dropped each
+/// time, it would never arrive, and the follower never catch up. So an
+/// AppendEntries with entries runs in a task of its own (bounded by
+/// [`APPEND_TIMEOUT`]); when openraft sends the same entries again, the
+/// call awaits the request already in flight instead of starting over, and
+/// its answer (which depends only on what was sent) serves the retry.
 pub struct Peer {
     client: reqwest::Client,
     secret: String,
     scheme: &'static str,
     target: MemberId,
     member: Member,
+    in_flight: Option<InFlight>,
 }
 
 /// Why an RPC got no answer to decode.
@@ -148,8 +176,21 @@ impl Peer {
         request: &Req,
         option: &RPCOption,
     ) -> Result<bytes::Bytes, Failure> {
-        let body =
-            codec::encode(request).map_err(|e| Failure::Network(std::io::Error::other(e)))?;
+        let (url, body) = self.prepare(rpc, request)?;
+        send(
+            self.client.clone(),
+            url,
+            self.secret.clone(),
+            body,
+            option.hard_ttl(),
+            format!("{rpc} to {}", self.member),
+        )
+        .await
+    }
+
+    /// The URL and body of an RPC, refusing a body a peer would refuse.
+    fn prepare<Req: Serialize>(&self, rpc: &str, request: &Req) -> Result<(String, Vec<u8>), Failure> {
+        let body = codec::encode(request).map_err(|e| Failure::Network(std::io::Error::other(e)))?;
         if body.len() > MAX_RPC_BODY {
             return Err(Failure::TooLarge(format!(
                 "{rpc} to {}: {} bytes is over the {MAX_RPC_BODY} bytes a peer accepts",
@@ -161,36 +202,37 @@ impl Peer {
             "{}://{}{}/{}",
             self.scheme, self.member.addr, RPC_PREFIX, rpc
         );
-        let response = self
-            .client
-            .post(url)
-            .bearer_auth(&self.secret)
-            .timeout(option.hard_ttl())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    Failure::Unreachable(e)
-                } else {
-                    Failure::Network(std::io::Error::other(e))
-                }
-            })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::Network(std::io::Error::other(e)))?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            let message = format!("{rpc} to {}: HTTP {status}: {text}", self.member);
-            return Err(if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
-                Failure::TooLarge(message)
-            } else {
-                Failure::Network(std::io::Error::other(message))
-            });
+        Ok((url, body))
+    }
+
+    /// Sends an AppendEntries with entries, or joins the identical one in
+    /// flight (see [`Peer`]).
+    async fn append(&mut self, rpc: &AppendEntriesRequest<TypeConfig>) -> Result<bytes::Bytes, Failure> {
+        let key: AppendKey = (
+            rpc.vote,
+            rpc.prev_log_id,
+            rpc.entries.last().map(|e| e.log_id),
+        );
+        if self.in_flight.as_ref().is_none_or(|f| f.key != key) {
+            let (url, body) = self.prepare("append", rpc)?;
+            let task = tokio::spawn(send(
+                self.client.clone(),
+                url,
+                self.secret.clone(),
+                body,
+                APPEND_TIMEOUT,
+                format!("append to {}", self.member),
+            ));
+            self.in_flight = Some(InFlight { key, task });
         }
-        Ok(bytes)
+        let Some(in_flight) = self.in_flight.as_mut() else {
+            return Err(Failure::Network(std::io::Error::other("no request in flight")));
+        };
+        // Cancel safety: openraft may drop this future at its deadline; the
+        // task and its handle stay, for the retry to await.
+        let outcome = (&mut in_flight.task).await;
+        self.in_flight = None;
+        outcome.unwrap_or_else(|e| Err(Failure::Network(std::io::Error::other(e))))
     }
 
     fn decode<Resp, E>(
@@ -213,6 +255,46 @@ impl Peer {
     }
 }
 
+/// Posts `body` to `url` with the peer secret; the answer's bytes.
+async fn send(
+    client: reqwest::Client,
+    url: String,
+    secret: String,
+    body: Vec<u8>,
+    timeout: Duration,
+    what: String,
+) -> Result<bytes::Bytes, Failure> {
+    let response = client
+        .post(url)
+        .bearer_auth(&secret)
+        .timeout(timeout)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_connect() {
+                Failure::Unreachable(e)
+            } else {
+                Failure::Network(std::io::Error::other(e))
+            }
+        })?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Failure::Network(std::io::Error::other(e)))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let message = format!("{what}: HTTP {status}: {text}");
+        return Err(if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+            Failure::TooLarge(message)
+        } else {
+            Failure::Network(std::io::Error::other(message))
+        });
+    }
+    Ok(bytes)
+}
+
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
@@ -224,7 +306,12 @@ impl RaftNetwork<TypeConfig> for Peer {
         // entries as the hint: openraft retries at once with fewer entries
         // (as a network error it would resend the same batch forever).
         let entries = u64::try_from(rpc.entries.len()).unwrap_or(u64::MAX);
-        match self.post("append", &rpc, &option).await {
+        let sent = if rpc.entries.is_empty() {
+            self.post("append", &rpc, &option).await
+        } else {
+            self.append(&rpc).await
+        };
+        match sent {
             Ok(bytes) => self.decode(&bytes),
             Err(Failure::TooLarge(message)) => Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint((entries / 2).max(1))
