@@ -189,8 +189,13 @@ impl Peer {
     }
 
     /// The URL and body of an RPC, refusing a body a peer would refuse.
-    fn prepare<Req: Serialize>(&self, rpc: &str, request: &Req) -> Result<(String, Vec<u8>), Failure> {
-        let body = codec::encode(request).map_err(|e| Failure::Network(std::io::Error::other(e)))?;
+    fn prepare<Req: Serialize>(
+        &self,
+        rpc: &str,
+        request: &Req,
+    ) -> Result<(String, Vec<u8>), Failure> {
+        let body =
+            codec::encode(request).map_err(|e| Failure::Network(std::io::Error::other(e)))?;
         if body.len() > MAX_RPC_BODY {
             return Err(Failure::TooLarge(format!(
                 "{rpc} to {}: {} bytes is over the {MAX_RPC_BODY} bytes a peer accepts",
@@ -207,7 +212,10 @@ impl Peer {
 
     /// Sends an AppendEntries with entries, or joins the identical one in
     /// flight (see [`Peer`]).
-    async fn append(&mut self, rpc: &AppendEntriesRequest<TypeConfig>) -> Result<bytes::Bytes, Failure> {
+    async fn append(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+    ) -> Result<bytes::Bytes, Failure> {
         let key: AppendKey = (
             rpc.vote,
             rpc.prev_log_id,
@@ -226,7 +234,9 @@ impl Peer {
             self.in_flight = Some(InFlight { key, task });
         }
         let Some(in_flight) = self.in_flight.as_mut() else {
-            return Err(Failure::Network(std::io::Error::other("no request in flight")));
+            return Err(Failure::Network(std::io::Error::other(
+                "no request in flight",
+            )));
         };
         // Cancel safety: openraft may drop this future at its deadline; the
         // task and its handle stay, for the retry to await.
