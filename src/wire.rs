@@ -296,6 +296,10 @@ pub struct JoinGrant {
     /// The cluster CA, key included: a master signs its own serving
     /// certificate with it.
     pub ca: crate::security::pki::Authority,
+    /// The agent CA, key included: a master signs joining workers' serving
+    /// certificates with it (absent from leaders that predate it).
+    #[serde(default)]
+    pub agent_ca: Option<crate::security::pki::Authority>,
 }
 
 /// Body of `POST /cluster/join/complete` (step two: learner, catch up, voter).
@@ -369,7 +373,8 @@ pub struct WorkerJoinGrant {
     pub masters: Vec<String>,
     /// The cluster CA certificate (no key).
     pub ca_pem: String,
-    /// A serving certificate for the agent's log server, signed by the CA.
+    /// A serving certificate for the agent's log server, signed by the
+    /// agent CA for the node's name.
     pub serving: crate::security::pki::Serving,
     /// The secret masters present to the agent's log server.
     pub agent_secret: String,

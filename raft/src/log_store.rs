@@ -145,10 +145,24 @@ fn sync_loop(engine: &Engine, rx: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
+/// Bytes of log entries one AppendEntries carries, about: entries are added
+/// while the total is under this, so a message is at most this plus one
+/// entry (itself at most [`crate::propose::MAX_ENTRY_BYTES`] plus one
+/// request, under 3 MiB), far below the [`crate::rpc::MAX_RPC_BODY`] a peer
+/// accepts. etcd's `MaxSizePerMsg`, 1 MiB. Larger would catch up faster per
+/// round trip, but openraft 0.9 gives each AppendEntries one heartbeat
+/// interval to be sent, appended, fsynced and answered; a message that
+/// cannot make it in time is retried unchanged, and a follower would never
+/// catch up.
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+
+impl LogStore {
+    /// The entries of `range` in order, stopping after the one that brings
+    /// their encoded size to `budget` (at least one entry when the range has one).
+    fn read_entries<RB: RangeBounds<u64>>(
+        &self,
+        range: &RB,
+        budget: usize,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
         let start = match range.start_bound() {
             Bound::Included(&i) => i,
@@ -161,7 +175,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             IteratorMode::From(&index_key(start), Direction::Forward),
         );
         let mut entries = Vec::new();
+        let mut bytes = 0usize;
         for item in iter {
+            if bytes >= budget {
+                break;
+            }
             let (key, value) = item.map_err(|e| StorageIOError::read_logs(io_err(e)))?;
             let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
                 StorageIOError::read_logs(AnyError::error("log key is not 8 bytes"))
@@ -171,9 +189,30 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             let entry: Entry<TypeConfig> =
                 codec::decode(&value).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+            bytes = bytes.saturating_add(value.len());
             entries.push(entry);
         }
         Ok(entries)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    /// What replication sends: bounded by bytes ([`MAX_APPEND_BYTES`]), not
+    /// only by openraft's entry count, so a run of large entries never makes
+    /// a message the follower refuses.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        self.read_entries(&(start..end), MAX_APPEND_BYTES)
+    }
+
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        self.read_entries(&range, usize::MAX)
     }
 }
 

@@ -156,6 +156,7 @@ pub struct Node {
     leader_reads: ReadIndex,
     snapshot_installs: Arc<AtomicU64>,
     committed: Arc<AtomicU64>,
+    election_timeout: Duration,
 }
 
 fn digest(secret: &str) -> [u8; 32] {
@@ -173,10 +174,24 @@ impl Node {
     /// # Errors
     /// When the storage cannot be opened or openraft refuses the configuration.
     pub async fn start(config: Config) -> Result<Arc<Node>> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        // Owner-only: the store and `snapshot.bin` hold node credentials.
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&config.data_dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(
+                        &config.data_dir,
+                        std::fs::Permissions::from_mode(0o700),
+                    )
+                })
+                .map_err(|source| Error::Io {
+                    path: config.data_dir.clone(),
+                    source,
+                })?;
+        }
         let engine = Arc::new(Engine::open(
             &config.data_dir.join("db"),
             log_store::COLUMN_FAMILIES,
@@ -242,6 +257,7 @@ impl Node {
             leader_reads,
             snapshot_installs,
             committed,
+            election_timeout: config.election_timeout.1,
         }))
     }
 
@@ -302,6 +318,19 @@ impl Node {
     /// The highest log index this member knows to be committed.
     pub fn committed_index(&self) -> u64 {
         self.committed.load(Ordering::Relaxed)
+    }
+
+    /// True when this member leads but has not heard from a quorum within an
+    /// election timeout: it is probably cut off, and a new leader may already
+    /// serve on the other side. (openraft does not step such a leader down.)
+    pub fn leader_is_isolated(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.state != ServerState::Leader {
+            return false;
+        }
+        let limit = millis(self.election_timeout);
+        metrics.millis_since_quorum_ack.is_none_or(|ms| ms > limit)
     }
 
     /// Current Raft metrics.

@@ -1,7 +1,8 @@
 //! The proposer: concurrent client writes share Raft entries.
 //!
-//! Every write goes through one task. It takes the writes queued so far as
-//! one [`Batch`] and proposes it as a single log entry, so a burst of
+//! Every write goes through one task. It takes the writes queued so far (up
+//! to [`MAX_BATCH`] requests and about [`MAX_ENTRY_BYTES`]) as one [`Batch`]
+//! and proposes it as a single log entry, so a burst of
 //! concurrent writes costs one append, one fsync per member and one
 //! replication message instead of one each. At most [`IN_FLIGHT`] entries
 //! are in flight; while they are, new writes queue up and form the next,
@@ -23,6 +24,13 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 pub const IN_FLIGHT: usize = 4;
 /// Requests in one entry, at most.
 pub const MAX_BATCH: usize = 512;
+/// Encoded bytes of the requests in one entry, about: requests join an entry
+/// while it is under this, so an entry is at most this plus one request
+/// (and a single request larger than this is an entry of its own). etcd's
+/// `MaxSizePerMsg` default, 1 MiB: entries stay small next to what one
+/// AppendEntries carries ([`crate::log_store::MAX_APPEND_BYTES`]), so
+/// replication can always make progress one entry at a time.
+pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 /// Writes queued beyond this wait for room (back-pressure).
 const QUEUE: usize = 8192;
 
@@ -53,20 +61,38 @@ impl Proposer {
     }
 }
 
+/// The encoded size of `request` (the proposer's byte budget).
+fn size(request: &Request) -> usize {
+    crate::codec::encoded_len(request).unwrap_or(usize::MAX)
+}
+
 async fn run(raft: Raft, mut rx: mpsc::Receiver<(Request, Waiter)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    // A request taken from the queue that did not fit the previous entry.
+    let mut carried: Option<(Request, Waiter)> = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = rx.recv().await else {
-            return;
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match rx.recv().await {
+                Some(first) => first,
+                None => return,
+            },
         };
+        let mut bytes = size(&first.0);
         let mut requests: Batch = vec![first.0];
         let mut waiters = vec![first.1];
-        while requests.len() < MAX_BATCH {
+        while requests.len() < MAX_BATCH && bytes < MAX_ENTRY_BYTES {
             match rx.try_recv() {
                 Ok((request, waiter)) => {
+                    let more = size(&request);
+                    if bytes.saturating_add(more) > MAX_ENTRY_BYTES {
+                        carried = Some((request, waiter));
+                        break;
+                    }
+                    bytes += more;
                     requests.push(request);
                     waiters.push(waiter);
                 }

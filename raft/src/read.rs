@@ -114,6 +114,6 @@ async fn ask_leader(forward: &Forward, leader: &Member) -> Result<u64, ReadError
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     let answer: Result<u64, String> =
-        codec::decode(&bytes).map_err(|e| unavailable(e.to_string()))?;
+        codec::decode_rpc(&bytes).map_err(|e| unavailable(e.to_string()))?;
     answer.map_err(unavailable)
 }

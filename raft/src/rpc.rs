@@ -72,21 +72,21 @@ fn bad_body(e: codec::CodecError) -> Response {
 }
 
 async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    match codec::decode(&body) {
+    match codec::decode_rpc(&body) {
         Ok(rpc) => reply(&node.raft().append_entries(rpc).await),
         Err(e) => bad_body(e),
     }
 }
 
 async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    match codec::decode(&body) {
+    match codec::decode_rpc(&body) {
         Ok(rpc) => reply(&node.raft().vote(rpc).await),
         Err(e) => bad_body(e),
     }
 }
 
 async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    match codec::decode(&body) {
+    match codec::decode_rpc(&body) {
         Ok(rpc) => reply(&node.raft().install_snapshot(rpc).await),
         Err(e) => bad_body(e),
     }

@@ -7,8 +7,12 @@
 //!
 //! Snapshots are a consistent export of the engine taken inside the state
 //! machine task (so no entry is half applied), saved to `snapshot.bin` in the
-//! data directory (write, fsync, rename) so the current snapshot survives a
-//! restart, and streamed to lagging members by openraft in chunks.
+//! data directory (write, fsync, rename; owner-only, it holds secrets) so the
+//! current snapshot survives a restart, and streamed to lagging members by
+//! openraft in chunks. A snapshot received from the leader is saved *before*
+//! it is imported, and opening the state machine finishes an import that a
+//! crash interrupted (a `snapshot.bin` newer than the data is imported), so
+//! the file and the data are never out of step.
 //!
 //! Every applied revision is published on a [`tokio::sync::watch`] channel;
 //! watchers read the events they have not seen from the engine's history, so a
@@ -73,15 +77,40 @@ impl StateMachine {
             Some(bytes) => codec::decode(&bytes)?,
             None => Marker::default(),
         };
-        revision.send_replace(engine.revision());
-        Ok(StateMachine {
+        let mut machine = StateMachine {
             engine,
             marker,
             snapshot_path: dir.join("snapshot.bin"),
             snapshot_seq: 0,
             revision,
             snapshot_installs,
-        })
+        };
+        machine.finish_interrupted_install()?;
+        machine.revision.send_replace(machine.engine.revision());
+        Ok(machine)
+    }
+
+    /// Imports `snapshot.bin` when it is newer than the data: a crash came
+    /// between saving a received snapshot and importing it.
+    fn finish_interrupted_install(&mut self) -> crate::Result<()> {
+        let Ok(Some(stored)) = self.load_snapshot() else {
+            return Ok(());
+        };
+        if stored.meta.last_log_id <= self.marker.last_applied {
+            return Ok(());
+        }
+        tracing::warn!(
+            snapshot = %stored.meta.snapshot_id,
+            "the data is older than snapshot.bin (a snapshot install was interrupted): importing it"
+        );
+        self.marker = Marker {
+            last_applied: stored.meta.last_log_id,
+            membership: stored.meta.last_membership.clone(),
+            partial: None,
+        };
+        self.engine
+            .import(&stored.data, &codec::encode(&self.marker)?)?;
+        Ok(())
     }
 
     fn encoded_marker(&self) -> Result<Vec<u8>, StorageError> {
@@ -127,7 +156,13 @@ fn save_snapshot(path: &Path, snapshot: &StoredSnapshot) -> Result<(), StorageEr
     let bytes = codec::encode(snapshot).map_err(sm_err)?;
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -246,23 +281,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
+        // The file first: a crash after it is finished by `open`; a crash
+        // before it leaves the old file and the old data, consistent.
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        save_snapshot(&self.snapshot_path, &stored)?;
         self.marker = Marker {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             partial: None,
         };
         self.engine
-            .import(&data, &self.encoded_marker()?)
+            .import(&stored.data, &self.encoded_marker()?)
             .map_err(|e| {
                 StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
             })?;
-        save_snapshot(
-            &self.snapshot_path,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data,
-            },
-        )?;
         self.snapshot_installs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.revision.send_replace(self.engine.revision());
@@ -275,5 +310,61 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_storage::{Command, Request};
+    use openraft::CommittedLeaderId;
+
+    fn engine(dir: &Path) -> Arc<Engine> {
+        Arc::new(
+            Engine::open(&dir.join("db"), crate::log_store::COLUMN_FAMILIES).expect("open engine"),
+        )
+    }
+
+    /// A member that crashed after saving a received snapshot and before
+    /// importing it finds the import finished when it opens: the data and
+    /// `snapshot.bin` are never out of step. The file is owner-only.
+    #[tokio::test]
+    async fn an_interrupted_snapshot_install_is_finished_at_open() {
+        let source_dir = tempfile::tempdir().expect("tempdir");
+        let source = engine(source_dir.path());
+        let put = Request {
+            id: None,
+            command: Command::Put {
+                key: b"/k".to_vec(),
+                value: b"v".to_vec(),
+            },
+        };
+        source.apply(&put, b"").expect("apply");
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), 5)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "1-1-5-1".into(),
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: source.export().expect("export"),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snapshot.bin");
+        save_snapshot(&path, &stored).expect("save");
+        let crashed = engine(dir.path());
+        let (tx, _rx) = watch::channel(0);
+        let mut machine =
+            StateMachine::open(crashed.clone(), dir.path(), tx, Arc::default()).expect("open");
+        let (applied, _) = machine.applied_state().await.expect("applied state");
+        assert_eq!(
+            applied, meta.last_log_id,
+            "the interrupted import was not finished"
+        );
+        let read = crashed.get(b"/k", None).expect("get");
+        assert_eq!(read.value.map(|kv| kv.value), Some(b"v".to_vec()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "snapshot.bin holds secrets");
     }
 }

@@ -102,32 +102,18 @@ pub fn load(dir: &Path) -> anyhow::Result<Option<Joined>> {
 }
 
 fn save(dir: &Path, joined: &Joined) -> anyhow::Result<()> {
-    std::fs::create_dir_all(pki_dir(dir))
+    // Owner-only from creation: the directory holds the node credential.
+    crate::security::create_private_dir(dir)
+        .and_then(|()| crate::security::create_private_dir(&pki_dir(dir)))
         .with_context(|| format!("creating {}", pki_dir(dir).display()))?;
-    let write = |path: PathBuf, text: &str, private: bool| -> anyhow::Result<()> {
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        if private {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        }
-        Ok(())
+    let write = |path: PathBuf, text: &str| -> anyhow::Result<()> {
+        crate::client::kubeconfig::write_private(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
     };
-    write(pki_dir(dir).join("ca.crt"), &joined.ca_pem, false)?;
-    write(
-        pki_dir(dir).join("agent.crt"),
-        &joined.serving.cert_pem,
-        false,
-    )?;
-    write(
-        pki_dir(dir).join("agent.key"),
-        &joined.serving.key_pem,
-        true,
-    )?;
-    write(
-        pki_dir(dir).join("agent.secret"),
-        &joined.agent_secret,
-        true,
-    )?;
+    write(pki_dir(dir).join("ca.crt"), &joined.ca_pem)?;
+    write(pki_dir(dir).join("agent.crt"), &joined.serving.cert_pem)?;
+    write(pki_dir(dir).join("agent.key"), &joined.serving.key_pem)?;
+    write(pki_dir(dir).join("agent.secret"), &joined.agent_secret)?;
     let server = joined
         .worker
         .masters
@@ -140,7 +126,6 @@ fn save(dir: &Path, joined: &Joined) -> anyhow::Result<()> {
     write(
         worker_file(dir),
         &serde_json::to_string_pretty(&joined.worker)?,
-        false,
     )?;
     Ok(())
 }

@@ -14,6 +14,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// How often the agent refreshes its list of masters (`/cluster/members`).
+pub const MEMBER_REFRESH: Duration = Duration::from_secs(10);
+
 /// Which container runtime runs the pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeKind {
@@ -132,9 +135,17 @@ pub async fn run(options: Options, stop: CancellationToken) -> anyhow::Result<()
         runtime.clone(),
         stop.clone(),
     ));
-    let api = Arc::new(super::api::Api::new(joined.client()?));
+    // One client, shared: the member list it learns (and keeps beside the
+    // node kubeconfig) serves every loop of the agent.
+    let client = joined.client()?;
+    let members = client.share();
+    let follow = tokio::spawn({
+        let stop = stop.clone();
+        async move { members.follow_members(MEMBER_REFRESH, stop).await }
+    });
+    let api = Arc::new(super::api::Api::new(client.share()));
     let shared = Arc::new(Shared {
-        api: super::api::Api::new(joined.client()?),
+        api: super::api::Api::new(client),
         runtime: runtime.clone(),
         scheme: format!("{}://", options.runtime.label()),
         host_ip: joined.worker.address.clone(),
@@ -173,6 +184,7 @@ pub async fn run(options: Options, stop: CancellationToken) -> anyhow::Result<()
     let result = super::run(config, shared, rx, stop.clone()).await;
     stop.cancel();
     let _ = watcher.await;
+    let _ = follow.await;
     let _ = server.await;
     result.map_err(anyhow::Error::from)
 }

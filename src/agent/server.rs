@@ -5,8 +5,8 @@
 //! `GET /containerLogs/NAMESPACE/POD/CONTAINER?follow=&tailLines=&timestamps=&previous=`
 //! streams the output of the container's newest run (or the run before it
 //! with `previous=true`). Only masters may ask: they present the secret the
-//! node was given at join. The certificate is the one the cluster CA signed
-//! for this node at join.
+//! node was given at join. The certificate is the one the agent CA signed
+//! for this node's name at join: only the masters' log client trusts it.
 
 use super::runtime::{LogOptions, Runtime, RuntimeError};
 use crate::security::pki::{self, Serving};
@@ -116,7 +116,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> Result<(), pki::PkiError> {
     let config = pki::server_config(&serving)?;
-    let listener = crate::master::tls::Listener::new(tcp, config);
+    crate::master::tls::raise_fd_limit();
     let router = Router::new()
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
@@ -124,11 +124,12 @@ pub async fn serve(
         )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(Arc::new(Server { runtime, secret }));
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!("agent server stopped: {e}");
-    }
+    // Only masters call here: a modest cap, no member reserve.
+    let limits = crate::master::tls::Limits {
+        max_connections: 1024,
+        peer_reserve: 0,
+        ..crate::master::tls::Limits::default()
+    };
+    crate::master::tls::serve(tcp, config, router, limits, Arc::new(|_| false), stop).await;
     Ok(())
 }

@@ -179,6 +179,7 @@ async fn join(
         peer_secret: ctx.peer_secret.clone(),
         admin_token: ctx.admin_token.clone(),
         ca: ctx.ca.clone(),
+        agent_ca: Some(ctx.agent_ca.clone()),
     }))
 }
 
@@ -186,6 +187,11 @@ async fn join(
 /// node, and hands it back with the CA and a serving certificate for the
 /// agent's log server. A name whose Node still exists is refused: delete the
 /// Node (which revokes its credential) to join again under that name.
+///
+/// The serving certificate comes from the agent CA and names the node only
+/// (never the address the joiner claims): kubectl, `ctl`, agents and Raft
+/// peers do not trust it at all, and the log proxy, which does, checks it
+/// names the node it means to reach.
 async fn join_worker(
     State(ctx): State<Arc<Context>>,
     uri: Uri,
@@ -206,7 +212,24 @@ async fn join_worker(
             req.address
         )));
     }
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(ApiError::BadRequest(format!(
+                "node address {host} cannot reach one node: pass the address masters reach this node at (--address)"
+            )));
+        }
+    }
+    if req.name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(ApiError::BadRequest(format!(
+            "node name {:?} is an IP address; pass --name with a host name",
+            req.name
+        )));
+    }
     check_token(&ctx, &req.token, Role::Worker).await?;
+    let serving = ctx
+        .agent_ca
+        .issue_node(&req.name)
+        .map_err(|e| ApiError::Internal(format!("signing the agent's certificate: {e}")))?;
     let (credential, record) = nodes::issue(&req.name, tokens::unix_now());
     let agent_secret = record.agent_secret.clone();
     let key = nodes::key(&req.name).into_bytes();
@@ -223,10 +246,6 @@ async fn join_worker(
             req.name, req.name
         )));
     }
-    let serving = ctx
-        .ca
-        .issue(&[host.to_owned(), req.name.clone()])
-        .map_err(|e| ApiError::Internal(format!("signing the agent's certificate: {e}")))?;
     tracing::info!(node = %req.name, "a worker joined");
     Ok(Json(WorkerJoinGrant {
         cluster_id: ctx.cluster_id.clone(),

@@ -27,10 +27,17 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when this member knows a leader (so it can serve reads and forward writes).
+/// Ready when this member knows a leader (so it can serve reads and forward
+/// writes) and, when it is the leader, a quorum acknowledged it within an
+/// election timeout (a partitioned leader is not ready, as etcd's).
 async fn readyz(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
     let leadership = ctx.node.leadership().borrow().clone();
     match leadership.leader {
+        Some(_) if ctx.node.leader_is_isolated() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: this member leads but has not heard from a quorum within an election timeout\n"
+                .to_owned(),
+        ),
         Some(_) => (StatusCode::OK, "ok".to_owned()),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -64,6 +64,9 @@ pub struct Context {
     pub membership_lock: tokio::sync::Mutex<()>,
     /// The cluster CA (handed to joining masters, fingerprinted in tokens).
     pub ca: crate::security::pki::Authority,
+    /// The agent CA: signs agents' serving certificates at worker join; only
+    /// the log proxy's agent client trusts it.
+    pub agent_ca: crate::security::pki::Authority,
 }
 
 /// Requests (watches and Raft RPCs aside) a member serves at once, as
@@ -218,9 +221,17 @@ fn node_may_write(node: &str, method: &axum::http::Method, path: &str) -> bool {
     }
 }
 
-/// Whether a node may send this request at all.
+/// Whether a node may send this request at all. Pods' logs and streams are
+/// not for nodes (Kubernetes' node authorizer grants no `pods/log`): a
+/// node's credential must not read the output of other nodes' pods.
 fn node_may(node: &str, method: &axum::http::Method, path: &str) -> bool {
     if method == axum::http::Method::GET {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if let ["api", "v1", "namespaces", _, "pods", _, "log" | "exec" | "attach" | "portforward"] =
+            parts.as_slice()
+        {
+            return false;
+        }
         return path.starts_with("/api")
             || path.starts_with("/openapi")
             || path == "/version"
@@ -424,5 +435,20 @@ mod tests {
         for (method, path) in refused {
             assert!(!node_may("w1", &method, path), "{method} {path}");
         }
+    }
+
+    /// Kubernetes' node authorizer grants nodes no `pods/log`: a node
+    /// credential must not read other nodes' pods' output.
+    #[test]
+    fn nodes_may_not_read_pod_logs() {
+        for sub in ["log", "exec", "attach", "portforward"] {
+            let path = format!("/api/v1/namespaces/default/pods/web-1/{sub}");
+            assert!(!node_may("w1", &Method::GET, &path), "GET {path}");
+        }
+        assert!(node_may(
+            "w1",
+            &Method::GET,
+            "/api/v1/namespaces/default/pods/web-1"
+        ));
     }
 }

@@ -787,9 +787,16 @@ impl Request<'_> {
             .ok_or_else(|| {
                 ApiError::Unavailable(format!("node {node} has no credential record"))
             })?;
+        // Reach the node's address, but verify its certificate names the
+        // node (agent certificates are bound to node names, see pki).
+        let reach: Vec<std::net::SocketAddr> =
+            tokio::net::lookup_host(crate::client::host_port(&address, port))
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("node {node} address {address}: {e}")))?
+                .collect();
         let mut url = format!(
             "https://{}/containerLogs/{}/{}/{container}?",
-            crate::client::host_port(&address, port),
+            crate::client::host_port(node, port),
             self.target.namespace.as_deref().unwrap_or("default"),
             self.name()
         );
@@ -805,8 +812,12 @@ impl Request<'_> {
         {
             url.push_str(&format!("tailLines={tail}&"));
         }
-        let http = flotilla_raft::network::client_builder(Some(&self.ctx.ca.cert_pem))
-            .and_then(|b| b.connect_timeout(Duration::from_secs(5)).build())
+        let http = flotilla_raft::network::client_builder(Some(&self.ctx.agent_ca.cert_pem))
+            .and_then(|b| {
+                b.resolve_to_addrs(node, &reach)
+                    .connect_timeout(Duration::from_secs(5))
+                    .build()
+            })
             .map_err(|e| ApiError::Internal(format!("building the agent client: {e}")))?;
         let response = http
             .get(url.trim_end_matches(['?', '&']))

@@ -68,6 +68,14 @@ pub struct MemberFlags {
     /// Minimum election timeout (the maximum is twice it).
     #[arg(long, default_value = "300ms", value_parser = parse_duration, hide = true)]
     pub election_timeout: Duration,
+    /// Connections from clients that are not members, at most (members
+    /// have a reserve of their own beyond this).
+    #[arg(long, default_value_t = master::tls::Limits::default().max_connections, hide = true)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's head, and the longest a
+    /// connection may idle between requests.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, hide = true)]
+    pub header_read_timeout: Duration,
 }
 
 impl MemberFlags {
@@ -83,6 +91,11 @@ impl MemberFlags {
                 snapshot_every: self.snapshot_every,
                 election_timeout: (self.election_timeout, self.election_timeout * 2),
                 ..flotilla_raft::Config::default()
+            },
+            limits: master::tls::Limits {
+                max_connections: self.max_connections,
+                header_read_timeout: self.header_read_timeout,
+                ..master::tls::Limits::default()
             },
         }
     }

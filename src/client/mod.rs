@@ -37,6 +37,9 @@ const MAX_REDIRECTS: usize = 5;
 pub fn http_client(timeout: Duration, ca_pem: Option<&str>) -> reqwest::Result<reqwest::Client> {
     flotilla_raft::network::client_builder(ca_pem)?
         .connect_timeout(Duration::from_secs(2))
+        // Below the masters' idle timeout, so a pooled connection is never
+        // reused just as the master closes it.
+        .pool_idle_timeout(Duration::from_secs(20))
         .timeout(timeout)
         .build()
 }
@@ -427,17 +430,30 @@ impl Client {
             .await
     }
 
-    /// Learns every member's address from `/cluster/members` and keeps them
-    /// in the cache file, so later runs reach the cluster even when the master
-    /// named in the kubeconfig is down. Best effort.
-    pub async fn learn_members(&self) {
-        let Ok(members) = self
+    /// A client sharing this one's connections, credential, known masters
+    /// and member cache: what one learns, all know.
+    pub fn share(&self) -> Client {
+        Client {
+            http: self.http.clone(),
+            token: self.token.clone(),
+            masters: self.masters.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+
+    /// Learns every member's address from `/cluster/members` (asking any
+    /// master it can reach) and keeps them in the cache file, so later runs
+    /// reach the cluster even when the master named in the kubeconfig is
+    /// down. Best effort; returns the members' addresses when it learned them.
+    pub async fn learn_members(&self) -> Option<Vec<String>> {
+        let members = self
             .get::<Vec<crate::wire::MemberView>>("/cluster/members")
             .await
-        else {
-            return;
-        };
+            .ok()?;
         let bases: Vec<String> = members.iter().map(|m| base_url(&m.address)).collect();
+        if bases.is_empty() {
+            return None;
+        }
         {
             let mut m = self.masters();
             for base in &bases {
@@ -451,7 +467,26 @@ impl Client {
         }
         if let Some(path) = &self.cache {
             if let Ok(text) = serde_json::to_string(&bases) {
-                let _ = std::fs::write(path, text);
+                if let Err(e) = kubeconfig::write_private(path, text.as_bytes()) {
+                    tracing::debug!("keeping the member list in {}: {e}", path.display());
+                }
+            }
+        }
+        Some(bases)
+    }
+
+    /// Follows membership changes until `stop`: learns the members now and
+    /// every `every` after (agents run this, so masters added after they
+    /// joined are known before the ones they joined through go away).
+    pub async fn follow_members(&self, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.learn_members() => {}
+                () = stop.cancelled() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
             }
         }
     }

@@ -46,6 +46,8 @@ pub struct Options {
     pub settings: crate::store::settings::Settings,
     /// Run a worker agent in this process, with this runtime.
     pub agent: Option<crate::agent::process::RuntimeKind>,
+    /// Connection limits of the API port.
+    pub limits: tls::Limits,
 }
 
 /// How a master comes to be.
@@ -104,6 +106,9 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
     // during start-up or bootstrap is never lost.
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
+    tls::raise_fd_limit();
+    security::create_private_dir(&options.data_dir)
+        .with_context(|| format!("creating {}", options.data_dir.display()))?;
     let existing = Identity::load(&options.data_dir)?;
     let listen = options
         .listen
@@ -143,6 +148,7 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
             pki::install(
                 &options.data_dir,
                 &pki::Authority::generate()?,
+                &pki::Authority::generate_agent()?,
                 &cert_hosts(&listen, &advertise),
             )?;
             let identity = Identity {
@@ -161,9 +167,23 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
         }
         (None, Start::Join { server, token }) => {
             let grant = request_join(server, token, &name, &advertise, None).await?;
+            // The grant's CA must be the one the token pins (the connection
+            // trusts it, but a leader elsewhere answered through a redirect).
+            if let Some(expected) = tokens::ca_fingerprint(token) {
+                pki::pinned(&grant.ca.cert_pem, &expected)
+                    .with_context(|| format!("{server} granted the join with another CA"))?;
+            }
+            // A leader from before agent CAs sends none: make one (the
+            // leader's agents then cannot serve this member's log proxy
+            // until they join again).
+            let agent_ca = match grant.agent_ca.clone() {
+                Some(agent_ca) => agent_ca,
+                None => pki::Authority::generate_agent()?,
+            };
             pki::install(
                 &options.data_dir,
                 &grant.ca,
+                &agent_ca,
                 &cert_hosts(&listen, &advertise),
             )?;
             let identity = Identity {
@@ -185,6 +205,7 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
     let ca = pki::load_authority(&options.data_dir).context(
         "this member's certificates are missing; was the data directory copied without pki/?",
     )?;
+    let agent_ca = pki::load_or_create_agent_authority(&options.data_dir)?;
     let tls = pki::server_config(&pki::load_serving(&options.data_dir)?)?;
     let raft_config = flotilla_raft::Config {
         ca_pem: Some(ca.cert_pem.clone()),
@@ -209,9 +230,16 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
         metrics: Arc::default(),
         membership_lock: tokio::sync::Mutex::new(()),
         ca,
+        agent_ca,
     });
-    let listener = tls::Listener::new(listener, tls);
-    let server = tokio::spawn(serve(listener, api::router(ctx.clone()), shutdown.clone()));
+    let server = tokio::spawn(tls::serve(
+        listener,
+        tls,
+        api::router(ctx.clone()),
+        options.limits,
+        member_addresses(ctx.node.clone()),
+        shutdown.clone(),
+    ));
     tokio::spawn(crate::controllers::run(ctx.store.clone(), shutdown.clone()));
     tracing::info!(name = %identity.name, id = format_args!("{:x}", identity.id), %local, "master serving");
 
@@ -421,12 +449,12 @@ pub async fn trusted_client(server: &str, token: &str) -> anyhow::Result<(Client
         .error_for_status()?
         .text()
         .await?;
-    let actual = pki::fingerprint(&ca_pem)?;
-    if actual != expected {
-        bail!(
-            "{server} presents CA {actual}, but the token names {expected}: refusing to send the token to it (wrong cluster, or someone in between)"
-        );
-    }
+    // Trust exactly the certificate whose hash the token carries.
+    let ca_pem = pki::pinned(&ca_pem, &expected).map_err(|e| {
+        anyhow::anyhow!(
+            "{server} presents a CA the token does not pin ({e}): refusing to send the token to it (wrong cluster, or someone in between)"
+        )
+    })?;
     let client = Client::new(&[server.to_owned()], None, Some(&ca_pem), None)?;
     Ok((client, ca_pem))
 }
@@ -504,14 +532,17 @@ fn cert_hosts(listen: &str, advertise: &str) -> Vec<String> {
     unique
 }
 
-/// Serves `router` until `shutdown` is cancelled.
-async fn serve(listener: tls::Listener, router: axum::Router, shutdown: CancellationToken) {
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!("server stopped: {e}");
-    }
+/// Whether a source address is a member's (the connection cap keeps a
+/// reserve for them): the hosts of the current membership's addresses.
+fn member_addresses(node: Arc<flotilla_raft::Node>) -> tls::IsPeer {
+    Arc::new(move |ip| {
+        node.members().iter().any(|m| {
+            m.member
+                .addr
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip() == ip)
+        })
+    })
 }
 
 /// Cancels `token` on the first SIGTERM or SIGINT. The handlers are installed

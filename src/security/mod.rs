@@ -39,3 +39,18 @@ pub fn sha256_hex(secret: &str) -> String {
 pub fn secrets_match(presented: &str, expected: &str) -> bool {
     Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.as_bytes())
 }
+
+/// Creates `path` (and missing parents) readable by the owner only, and
+/// tightens it to 0700 if it already exists: data directories hold node
+/// credentials and CA keys (etcd refuses a data directory that is not 0700).
+///
+/// # Errors
+/// When the directory cannot be created or its mode set.
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}

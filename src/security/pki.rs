@@ -8,8 +8,17 @@
 //! tokens carry its SHA-256 fingerprint, so a joining machine checks it
 //! talks to the right cluster before it sends its token.
 //!
-//! Files, under `DATA_DIR/pki/`: `ca.crt`, `ca.key`, `server.crt`, `server.key`
-//! (keys readable by the owner only).
+//! Agents' serving certificates come from a second CA, the *agent CA*, which
+//! only the masters' log client trusts (as kubelet serving certificates are
+//! not signed by the CA kubectl trusts). An agent certificate is bound to its
+//! node: its one name is the node's name (a DNS name, never an IP address),
+//! and the masters connect to the node's address while verifying that name.
+//! So a worker token cannot buy a certificate that passes for a master with
+//! kubectl, `ctl`, agents or Raft peers, nor one that passes for another node.
+//!
+//! Files, under `DATA_DIR/pki/`: `ca.crt`, `ca.key`, `server.crt`,
+//! `server.key`, `agent-ca.crt`, `agent-ca.key`, all written owner-only
+//! from creation.
 
 use crate::client::kubeconfig::write_private;
 use rcgen::{
@@ -55,10 +64,15 @@ pub struct Serving {
     pub key_pem: String,
 }
 
-fn ca_params() -> Result<CertificateParams, PkiError> {
+/// Common name of the cluster CA.
+const CLUSTER_CA_NAME: &str = "flotilla-ca";
+/// Common name of the agent CA.
+const AGENT_CA_NAME: &str = "flotilla-agent-ca";
+
+fn ca_params(common_name: &str) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, "flotilla-ca");
+    name.push(DnType::CommonName, common_name);
     name.push(DnType::OrganizationName, "flotilla");
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -73,28 +87,76 @@ fn ca_params() -> Result<CertificateParams, PkiError> {
 }
 
 impl Authority {
-    /// Makes a new CA.
+    /// Makes a new cluster CA.
     ///
     /// # Errors
     /// When key generation fails.
     pub fn generate() -> Result<Authority, PkiError> {
+        Authority::generate_named(CLUSTER_CA_NAME)
+    }
+
+    /// Makes a new agent CA (see the module docs).
+    ///
+    /// # Errors
+    /// When key generation fails.
+    pub fn generate_agent() -> Result<Authority, PkiError> {
+        Authority::generate_named(AGENT_CA_NAME)
+    }
+
+    fn generate_named(common_name: &str) -> Result<Authority, PkiError> {
         let key = KeyPair::generate()?;
-        let cert = ca_params()?.self_signed(&key)?;
+        let cert = ca_params(common_name)?.self_signed(&key)?;
         Ok(Authority {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
     }
 
-    /// Signs a serving certificate for `hosts` (DNS names or IP addresses).
+    /// Signs a master's serving certificate for `hosts` (DNS names or IP
+    /// addresses) with this, the cluster CA.
     ///
     /// # Errors
     /// When the CA key is unreadable or signing fails.
     pub fn issue(&self, hosts: &[String]) -> Result<Serving, PkiError> {
+        self.sign(
+            CLUSTER_CA_NAME,
+            hosts,
+            vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    /// Signs the serving certificate of node `node`'s agent with this, the
+    /// agent CA: its only name is the node's name, a DNS name (node names are
+    /// DNS-1123 subdomains), for server authentication only.
+    ///
+    /// # Errors
+    /// When the name is not a DNS name, the CA key is unreadable or signing fails.
+    pub fn issue_node(&self, node: &str) -> Result<Serving, PkiError> {
+        if node.is_empty() || node.parse::<std::net::IpAddr>().is_ok() {
+            return Err(PkiError::Pem(format!(
+                "an agent certificate names its node, and {node:?} is not a node name"
+            )));
+        }
+        self.sign(
+            AGENT_CA_NAME,
+            &[node.to_owned()],
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
+    fn sign(
+        &self,
+        issuer_name: &str,
+        hosts: &[String],
+        usages: Vec<rcgen::ExtendedKeyUsagePurpose>,
+    ) -> Result<Serving, PkiError> {
         let ca_key = KeyPair::from_pem(&self.key_pem)?;
         // The issuer is the CA's name and key: rebuilding its parameters
         // signs exactly as the original certificate would.
-        let ca = ca_params()?.self_signed(&ca_key)?;
+        let ca = ca_params(issuer_name)?.self_signed(&ca_key)?;
         let mut params = CertificateParams::new(hosts.to_vec())?;
         let mut name = DistinguishedName::new();
         name.push(
@@ -104,10 +166,7 @@ impl Authority {
         params.distinguished_name = name;
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = usages;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &ca, &ca_key)?;
         Ok(Serving {
@@ -127,10 +186,48 @@ pub fn fingerprint(pem: &str) -> Result<String, PkiError> {
         .next()
         .ok_or_else(|| PkiError::Pem("no certificate in the CA PEM".into()))?
         .map_err(|e| PkiError::Pem(format!("bad CA PEM: {e}")))?;
-    Ok(format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(der.as_ref()))
-    ))
+    Ok(der_fingerprint(der.as_ref()))
+}
+
+fn der_fingerprint(der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(der)))
+}
+
+/// The CA a join token pins: `pem` (fetched over a connection not yet
+/// trusted) must hold exactly one certificate, and its fingerprint must be
+/// `expected`. Returns that certificate alone, re-encoded, so what is
+/// trusted afterwards is exactly what was hashed: a bundle that adds a
+/// second certificate (a man in the middle's own CA beside the real one) is
+/// refused, and anything else in the PEM (keys, comments) is dropped.
+///
+/// # Errors
+/// No certificate, more than one, unreadable PEM, or another fingerprint.
+pub fn pinned(pem: &str, expected: &str) -> Result<String, PkiError> {
+    use rustls_pki_types::pem::PemObject;
+    let certificates = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::Pem(format!("bad CA PEM: {e}")))?;
+    let [der] = certificates.as_slice() else {
+        return Err(PkiError::Pem(format!(
+            "the CA bundle holds {} certificates; a join token pins exactly one",
+            certificates.len()
+        )));
+    };
+    let actual = der_fingerprint(der.as_ref());
+    if actual != expected {
+        return Err(PkiError::Pem(format!(
+            "the CA is {actual}, but the token names {expected}"
+        )));
+    }
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    Ok(out)
 }
 
 /// The `pki` directory of a data directory.
@@ -152,21 +249,50 @@ fn write(path: &Path, text: &str) -> Result<(), PkiError> {
     })
 }
 
-/// Writes the CA and a serving certificate for `hosts` under `data_dir/pki`.
+/// Writes the CA, the agent CA and a serving certificate for `hosts` under
+/// `data_dir/pki`.
 ///
 /// # Errors
 /// When a file cannot be written or signing fails.
-pub fn install(data_dir: &Path, ca: &Authority, hosts: &[String]) -> Result<(), PkiError> {
+pub fn install(
+    data_dir: &Path,
+    ca: &Authority,
+    agent_ca: &Authority,
+    hosts: &[String],
+) -> Result<(), PkiError> {
     let dir = dir(data_dir);
-    std::fs::create_dir_all(&dir).map_err(|source| PkiError::Io {
+    crate::security::create_private_dir(&dir).map_err(|source| PkiError::Io {
         path: dir.clone(),
         source,
     })?;
     let serving = ca.issue(hosts)?;
     write(&dir.join("ca.crt"), &ca.cert_pem)?;
     write(&dir.join("ca.key"), &ca.key_pem)?;
+    write(&dir.join("agent-ca.crt"), &agent_ca.cert_pem)?;
+    write(&dir.join("agent-ca.key"), &agent_ca.key_pem)?;
     write(&dir.join("server.crt"), &serving.cert_pem)?;
     write(&dir.join("server.key"), &serving.key_pem)
+}
+
+/// The agent CA stored under `data_dir/pki`; made and stored there when
+/// missing (a data directory from before agent CAs existed).
+///
+/// # Errors
+/// When the files are unreadable or cannot be written.
+pub fn load_or_create_agent_authority(data_dir: &Path) -> Result<Authority, PkiError> {
+    let dir = dir(data_dir);
+    let (cert, key) = (dir.join("agent-ca.crt"), dir.join("agent-ca.key"));
+    if cert.exists() && key.exists() {
+        return Ok(Authority {
+            cert_pem: read(&cert)?,
+            key_pem: read(&key)?,
+        });
+    }
+    tracing::info!("no agent CA in {}: making one", dir.display());
+    let agent_ca = Authority::generate_agent()?;
+    write(&key, &agent_ca.key_pem)?;
+    write(&cert, &agent_ca.cert_pem)?;
+    Ok(agent_ca)
 }
 
 /// The CA stored under `data_dir/pki`.
@@ -230,5 +356,29 @@ mod tests {
         assert!(fp.starts_with("sha256:") && fp.len() == 7 + 64);
         assert_ne!(fp, fingerprint(&serving.cert_pem).expect("fp"));
         assert!(fingerprint("not pem").is_err());
+    }
+
+    #[test]
+    fn a_pin_trusts_exactly_one_certificate() {
+        let real = Authority::generate().expect("ca");
+        let other = Authority::generate().expect("ca");
+        let pin = fingerprint(&real.cert_pem).expect("fp");
+        let pinned_pem = pinned(&real.cert_pem, &pin).expect("the real CA alone passes");
+        assert_eq!(fingerprint(&pinned_pem).expect("fp"), pin);
+        let bundle = format!("{}{}", real.cert_pem, other.cert_pem);
+        assert!(
+            pinned(&bundle, &pin).is_err(),
+            "a second certificate slipped in"
+        );
+        assert!(pinned(&other.cert_pem, &pin).is_err());
+        assert!(pinned("", &pin).is_err());
+    }
+
+    #[test]
+    fn node_certificates_name_the_node_only() {
+        let agents = Authority::generate_agent().expect("agent ca");
+        assert!(agents.issue_node("w1").is_ok());
+        assert!(agents.issue_node("10.0.0.1").is_err());
+        assert!(agents.issue_node("").is_err());
     }
 }

@@ -140,6 +140,8 @@ pub struct Cluster {
     pub token: String,
     /// HTTP client for direct API calls.
     pub http: reqwest::Client,
+    /// Flags every master gets (init and join), e.g. connection limits.
+    pub member_args: Vec<String>,
 }
 
 impl Drop for Cluster {
@@ -182,6 +184,15 @@ impl Cluster {
 
     /// [`Cluster::start`], passing `init_args` to `ctl init` (cluster settings).
     pub async fn start_with(size: usize, init_args: &[&str]) -> Cluster {
+        Cluster::start_configured(size, init_args, &[]).await
+    }
+
+    /// [`Cluster::start_with`], passing `member_args` to every master.
+    pub async fn start_configured(
+        size: usize,
+        init_args: &[&str],
+        member_args: &[&str],
+    ) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
         let http = http_client(None);
         let mut cluster = Cluster {
@@ -191,8 +202,10 @@ impl Cluster {
             workers: Vec::new(),
             token: String::new(),
             http,
+            member_args: member_args.iter().map(|a| (*a).to_owned()).collect(),
         };
-        let extra: Vec<String> = init_args.iter().map(|a| (*a).to_owned()).collect();
+        let mut extra: Vec<String> = init_args.iter().map(|a| (*a).to_owned()).collect();
+        extra.extend(cluster.member_args.iter().cloned());
         let founder = cluster.new_member("m1", |dir, addr| {
             let mut args = vec![
                 "init".into(),
@@ -253,8 +266,9 @@ impl Cluster {
     pub async fn join(&mut self, name: &str) {
         let token = self.master_token();
         let server = self.members[0].addr.clone();
+        let member_args = self.member_args.clone();
         let member = self.new_member(name, |dir, addr| {
-            vec![
+            let mut args: Vec<String> = vec![
                 "join".into(),
                 server,
                 "--token".into(),
@@ -266,7 +280,9 @@ impl Cluster {
                 addr.into(),
                 "--name".into(),
                 name.into(),
-            ]
+            ];
+            args.extend(member_args);
+            args
         });
         self.members.push(member);
         let index = self.members.len() - 1;
