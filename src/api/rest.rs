@@ -21,6 +21,7 @@ use super::{read_barrier, write, ApiError, Caller, Consistency, Context};
 use crate::api::selectors::Selector;
 use crate::api::services::{self, Claim};
 use crate::api::store;
+use crate::objects::podcidr;
 use crate::objects::registry::{self, Resource};
 use crate::objects::{kinds, meta};
 use axum::body::{Body, Bytes};
@@ -708,10 +709,10 @@ impl Request<'_> {
         // A Service's random IP or node port may be taken: try a few.
         for _ in 0..ALLOCATION_ATTEMPTS {
             let mut candidate = obj.clone();
-            let claims = if self.resource().kind == "Service" {
-                services::allocate(&mut candidate, &owner)
-            } else {
-                Vec::new()
+            let claims = match self.resource().kind {
+                "Service" => services::allocate(&mut candidate, &owner),
+                "Node" => self.node_cidr_claims(&mut candidate, &name)?,
+                _ => Vec::new(),
             };
             match self.swap_with(&key, 0, Some(&candidate), &claims).await? {
                 Swap::Done(revision) => {
@@ -740,6 +741,10 @@ impl Request<'_> {
             }
         }
         let mut errors = crate::objects::validate::Errors::default();
+        if self.resource().kind == "Node" {
+            errors.invalid("spec.podCIDR", "the pod CIDR range is held by another node");
+            return Err(invalid(self.resource(), &name, errors));
+        }
         errors.invalid(
             "spec",
             format!("the cluster IP or a node port is already allocated (service range {}, node ports {}-{})",
@@ -764,8 +769,66 @@ impl Request<'_> {
             .is_some())
     }
 
+    /// A new Node's pod CIDR (`objects::podcidr`): the claim of the first
+    /// range free in the store, or none when the cluster CIDR is full.
+    fn node_cidr_claims(&self, node: &mut Value, name: &str) -> Result<Vec<Claim>, ApiError> {
+        let field = |message: String| {
+            let mut errors = crate::objects::validate::Errors::default();
+            errors.invalid("spec.podCIDR", message);
+            invalid(self.resource(), name, errors)
+        };
+        podcidr::validate(node).map_err(field)?;
+        let settings = crate::controllers::Settings::load(self.ctx)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let taken = self
+            .ctx
+            .node
+            .engine()
+            .range(podcidr::PREFIX.as_bytes(), 0, None)?
+            .value
+            .kvs
+            .iter()
+            .filter_map(|kv| podcidr::Cidr::from_key(&String::from_utf8_lossy(&kv.key)))
+            .collect();
+        let now = meta::timestamp(meta::now());
+        Ok(
+            match podcidr::allocate(
+                node,
+                settings.pod_cidr,
+                settings.node_cidr_mask_size,
+                &taken,
+                &now,
+            ) {
+                podcidr::Allocation::Take(cidr) => vec![Claim::Take {
+                    key: cidr.key(),
+                    owner: name.to_owned(),
+                }],
+                podcidr::Allocation::Full => {
+                    tracing::warn!(node = name, cidr = %settings.pod_cidr, "{}: no pod CIDR range left for the node", podcidr::CIDR_NOT_AVAILABLE);
+                    Vec::new()
+                }
+            },
+        )
+    }
+
     /// The range keys an update of `current` into `next` takes or gives back.
     fn update_claims(&self, current: &Value, next: &mut Value) -> Result<Vec<Claim>, ApiError> {
+        if self.resource().kind == "Node" {
+            return match podcidr::reallocate(current, next) {
+                Ok(taken) => Ok(taken
+                    .map(|cidr| Claim::Take {
+                        key: cidr.key(),
+                        owner: self.name().to_owned(),
+                    })
+                    .into_iter()
+                    .collect()),
+                Err(message) => {
+                    let mut errors = crate::objects::validate::Errors::default();
+                    errors.invalid("spec.podCIDR", message);
+                    Err(invalid(self.resource(), self.name(), errors))
+                }
+            };
+        }
         if self.resource().kind != "Service" {
             return Ok(Vec::new());
         }
@@ -1222,9 +1285,10 @@ impl Request<'_> {
             let claims = match self.resource().kind {
                 "Service" => services::release(&current),
                 // Deleting a Node revokes its agent's credential.
-                "Node" => vec![Claim::Release {
-                    key: crate::security::nodes::key(name),
-                }],
+                "Node" => std::iter::once(crate::security::nodes::key(name))
+                    .chain(podcidr::release(&current))
+                    .map(|key| Claim::Release { key })
+                    .collect(),
                 _ => Vec::new(),
             };
             if let Swap::Done(_) = self.swap_with(&key, revision, None, &claims).await? {

@@ -47,6 +47,8 @@ pub struct Options {
     pub settings: crate::controllers::Settings,
     /// Run a worker agent in this process, with this runtime.
     pub agent: Option<crate::agent::process::RuntimeKind>,
+    /// The in-process agent's pod network flags.
+    pub network: crate::agent::network::Flags,
 }
 
 /// How a master comes to be.
@@ -251,6 +253,7 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
                 listen: None,
                 runtime,
                 capacity: None,
+                network: options.network.clone(),
             };
             let stop = shutdown.clone();
             tokio::spawn(async move {

@@ -16,6 +16,7 @@ pub mod kinds;
 pub mod meta;
 pub mod owner;
 pub mod pod;
+pub mod podcidr;
 pub mod quantity;
 pub mod registry;
 pub mod validate;
