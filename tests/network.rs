@@ -137,8 +137,6 @@ impl Proc {
 struct Net {
     tag: String,
     prefix: String,
-    backend: &'static str,
-    cluster_cidr: String,
     root: tempfile::TempDir,
     master: Proc,
     workers: Vec<Proc>,
@@ -175,8 +173,6 @@ impl Net {
         let mut net = Net {
             tag: tag.to_owned(),
             prefix: prefix.to_owned(),
-            backend,
-            cluster_cidr: cluster_cidr.to_owned(),
             kubeconfig: root.path().join("m1").join("admin.kubeconfig"),
             master: Proc {
                 name: "m1".into(),
@@ -387,10 +383,19 @@ impl Net {
         sh(&all)
     }
 
-    fn veths(&self, i: usize) -> usize {
+    /// The pods' veths on worker `i` (every veth but its uplink, eth0).
+    fn pod_veths(&self, i: usize) -> Vec<String> {
         self.ip(i, &["-o", "link", "show", "type", "veth"])
             .lines()
-            .count()
+            .filter_map(|line| {
+                let name = line.split(':').nth(1)?.trim().split('@').next()?;
+                (name != "eth0").then(|| name.to_owned())
+            })
+            .collect()
+    }
+
+    fn veths(&self, i: usize) -> usize {
+        self.pod_veths(i).len()
     }
 
     fn routes(&self, i: usize) -> String {
@@ -498,12 +503,20 @@ fn wget_in(node: &str, from: &str, url: &str) -> Option<String> {
     ]);
     let id = id.split_whitespace().next()?;
     let out = Command::new("docker")
-        .args(["exec", id, "wget", "-q", "-T", "3", "-O", "-", url])
+        // Busybox's wget -T crashes (static build): its own timeout applet
+        // bounds the call instead.
+        .args(["exec", id, "timeout", "5", "wget", "-q", "-O", "-", url])
         .output()
         .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    // httpd reports an IPv4 client as `[::ffff:10.x.y.z]`.
+    out.status.success().then(|| {
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_start_matches("::ffff:")
+            .to_owned()
+    })
 }
 
 /// From each pod, every pod on the other node answers with the caller's
@@ -644,15 +657,8 @@ async fn scenario(tag: &str, prefix: &str, cluster_cidr: &str, backend: &'static
         })
         .collect();
     net.workers[victim].kill();
-    let veths = net.ip(victim, &["-o", "link", "show", "type", "veth"]);
-    for line in veths.lines() {
-        if let Some(name) = line
-            .split(':')
-            .nth(1)
-            .map(|s| s.trim().split('@').next().unwrap_or(""))
-        {
-            quiet(&["ip", "-n", &net.ns(victim), "link", "del", name]);
-        }
+    for name in net.pod_veths(victim) {
+        quiet(&["ip", "-n", &net.ns(victim), "link", "del", &name]);
     }
     assert_eq!(net.veths(victim), 0, "the victim's pods lost their links");
     net.workers[victim].spawn();

@@ -12,9 +12,15 @@
 //!   plugin's message) and retries.
 //! - [`Wired::maintain`] (once at start, then every [`CHECK_INTERVAL`])
 //!   DELs results whose sandbox is gone (a pod removed while the agent was
-//!   down), CHECKs the running ones and re-ADDs any whose CHECK fails (a
-//!   worker whose namespace was rebuilt), and ADDs running sandboxes that
-//!   have no result (the agent died between start and ADD).
+//!   down), CHECKs the running ones, and ADDs running sandboxes that have no
+//!   result (the agent died between start and ADD).
+//! - A sandbox whose interface is gone (a worker whose namespace was
+//!   rebuilt: its veths died with it) is ADDed again under the same
+//!   container id; host-local hands the same container its reserved
+//!   address again, so the pod keeps its IP. A CHECK that fails with the
+//!   interface still in place is reported once (ADD cannot repair it
+//!   without DEL, which would change the IP; Debian's portmap 1.1.1 even
+//!   fails CHECK on hosts without IPv6 NAT), not acted on.
 
 use super::cni::{self, Attachment, ConfList, PortMapping};
 use super::{default_conflist, user_conflist, Dirs, NetworkError, OWN_CONFLIST};
@@ -68,6 +74,20 @@ pub struct Wired {
     dirs: Dirs,
     local: watch::Receiver<Option<Local>>,
     records: Mutex<HashMap<String, Record>>,
+    /// Sandboxes whose failed CHECK was already reported.
+    reported: Mutex<std::collections::HashSet<String>>,
+}
+
+/// Whether the namespace at `netns` (`/proc/PID/ns/net`) has interface
+/// `name`, read from that process's `/proc/PID/net/dev` (no exec needed).
+fn has_interface(netns: &str, name: &str) -> bool {
+    let Some(proc_dir) = netns.strip_suffix("/ns/net") else {
+        return true;
+    };
+    std::fs::read_to_string(format!("{proc_dir}/net/dev")).map_or(true, |dev| {
+        dev.lines()
+            .any(|l| l.trim_start().split(':').next() == Some(name))
+    })
 }
 
 fn unix_now() -> u64 {
@@ -119,6 +139,7 @@ impl Wired {
             dirs,
             local,
             records: Mutex::new(records),
+            reported: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -145,6 +166,10 @@ impl Wired {
 
     fn forget(&self, id: &str) {
         self.records().remove(id);
+        self.reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
         if let Err(e) = std::fs::remove_file(self.record_path(id)) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(%id, "removing a CNI result: {e}");
@@ -322,11 +347,42 @@ impl Wired {
             path: self.record_path(id),
             json: record.config.clone(),
         };
-        let Err(e) = cni::check(&self.dirs.bin, &list, &attachment, &record.result).await else {
+        if has_interface(&attachment.netns, &attachment.if_name) {
+            let checked = cni::check(&self.dirs.bin, &list, &attachment, &record.result).await;
+            let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+            match checked {
+                Ok(()) => {
+                    reported.remove(id);
+                }
+                Err(e) => {
+                    if reported.insert(id.to_owned()) {
+                        tracing::warn!(%id, ip = %record.ip, "CNI CHECK failed with the pod's interface in place: {e}");
+                    }
+                }
+            }
             return;
+        }
+        tracing::warn!(%id, ip = %record.ip, "the pod's interface is gone; adding the sandbox to the network again");
+        // host-local refuses a second ADD for a container it holds an
+        // address for: release it (DEL also clears what is left of the old
+        // wiring), then ADD asking for the same address (host-local's
+        // `IP=` argument), so the pod keeps its IP.
+        if let Err(e) = cni::del(&self.dirs.bin, &list, &attachment, Some(&record.result)).await {
+            tracing::warn!(%id, "CNI DEL before re-ADD: {e}");
+        }
+        let same_ip = Attachment {
+            args: format!("{};IP={}", attachment.args, record.ip),
+            ..attachment.clone()
         };
-        tracing::warn!(%id, ip = %record.ip, "CNI CHECK failed ({e}); adding the sandbox to the network again");
-        match cni::add(&self.dirs.bin, &list, &attachment).await {
+        let added = match cni::add(&self.dirs.bin, &list, &same_ip).await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                tracing::warn!(%id, ip = %record.ip, "CNI re-ADD with the pod's address failed ({e}); trying any address");
+                let _ = cni::del(&self.dirs.bin, &list, &same_ip, None).await;
+                cni::add(&self.dirs.bin, &list, &attachment).await
+            }
+        };
+        match added {
             Ok(result) => {
                 let ip =
                     cni::result_ip(&result).map_or_else(|| record.ip.clone(), |i| i.to_string());
@@ -347,7 +403,10 @@ impl Wired {
                     tracing::warn!(%id, "recording a CNI result: {e}");
                 }
             }
-            Err(e) => tracing::warn!(%id, "CNI re-ADD failed: {e}"),
+            Err(e) => {
+                tracing::warn!(%id, "CNI re-ADD failed: {e}");
+                let _ = cni::del(&self.dirs.bin, &list, &attachment, None).await;
+            }
         }
     }
 
