@@ -795,3 +795,165 @@ async fn pods_reach_pods_on_other_hosts_with_host_gw() {
 async fn pods_reach_pods_on_other_hosts_with_vxlan() {
     scenario("netvx", "10.250.72", "10.248.0.0/16", "vxlan").await;
 }
+
+/// POSTs `body` to `path` through any running member (following the 307 a
+/// follower answers); the status and the reply.
+async fn post(
+    cluster: &common::Cluster,
+    alive: &[usize],
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    for &i in alive {
+        let mut url = format!("{}{path}", cluster.members[i].url());
+        for _ in 0..3 {
+            let Ok(response) = cluster
+                .http
+                .post(&url)
+                .bearer_auth(&cluster.token)
+                .json(body)
+                .send()
+                .await
+            else {
+                break;
+            };
+            let status = response.status().as_u16();
+            if status == 307 {
+                match response
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                {
+                    Some(location) => {
+                        url = location.to_owned();
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let reply = response.json().await.unwrap_or(Value::Null);
+            return (status, reply);
+        }
+    }
+    panic!("no member answered POST {path}");
+}
+
+async fn create_node(cluster: &common::Cluster, alive: &[usize], name: &str) -> Value {
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    let (status, reply) = post(cluster, alive, "/api/v1/nodes", &body).await;
+    assert_eq!(status, 201, "creating node {name}: {reply}");
+    reply
+}
+
+async fn node_object(cluster: &common::Cluster, name: &str) -> Value {
+    cluster
+        .get_any(&format!("/api/v1/nodes/{name}"))
+        .await
+        .unwrap_or_else(|| panic!("node {name} is readable"))
+}
+
+/// The masters' node IPAM: ranges in order, none handed out twice (also
+/// across a leader kill), a full cluster CIDR marks the node instead of
+/// failing it, a deleted node's range is reused, a podCIDR cannot change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_cidrs_are_claimed_with_nodes_and_never_shared() {
+    let mut cluster = common::Cluster::start_with(
+        3,
+        &["--pod-cidr", "10.9.0.0/22", "--node-cidr-mask-size", "24"],
+    )
+    .await;
+    let mut alive = vec![0, 1, 2];
+    let n1 = create_node(&cluster, &alive, "n1").await;
+    let n2 = create_node(&cluster, &alive, "n2").await;
+    assert_eq!(n1["spec"]["podCIDR"], "10.9.0.0/24");
+    assert_eq!(n1["spec"]["podCIDRs"], serde_json::json!(["10.9.0.0/24"]));
+    assert_eq!(n2["spec"]["podCIDR"], "10.9.1.0/24");
+
+    // A new leader, knowing nothing of the old one's allocations, hands
+    // out the next free range: the claims are in the store.
+    let leader = cluster.await_leader(Duration::from_secs(10)).await;
+    cluster.members[leader].kill();
+    alive.retain(|&i| i != leader);
+    wait_for("a new leader", Duration::from_secs(20), || async {
+        cluster.leader().await.filter(|l| *l != leader)
+    })
+    .await;
+    let n3 = create_node(&cluster, &alive, "n3").await;
+    assert_eq!(n3["spec"]["podCIDR"], "10.9.2.0/24");
+    let n4 = create_node(&cluster, &alive, "n4").await;
+    assert_eq!(n4["spec"]["podCIDR"], "10.9.3.0/24");
+
+    // The CIDR is full: the node registers without a range, marked.
+    let n5 = create_node(&cluster, &alive, "n5").await;
+    assert!(n5["spec"]["podCIDR"].is_null(), "{n5}");
+    let marked = n5["status"]["conditions"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["type"] == "NetworkUnavailable")
+                .cloned()
+        })
+        .expect("a NetworkUnavailable condition");
+    assert_eq!(marked["status"], "True");
+    assert_eq!(marked["reason"], "CIDRNotAvailable");
+    assert!(
+        marked["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10.9.0.0/22")),
+        "{marked}"
+    );
+
+    // A deleted node's range goes to the next node, once.
+    let out = cluster.ctl_at(alive[0], &["delete", "node", "n2"]);
+    assert!(out.ok, "delete node n2: {}", out.stderr);
+    let n6 = create_node(&cluster, &alive, "n6").await;
+    assert_eq!(n6["spec"]["podCIDR"], "10.9.1.0/24");
+    let n7 = create_node(&cluster, &alive, "n7").await;
+    assert!(
+        n7["spec"]["podCIDR"].is_null(),
+        "no range is handed out twice: {n7}"
+    );
+
+    // Every live node's range is distinct.
+    let mut seen = BTreeSet::new();
+    for name in ["n1", "n3", "n4", "n6"] {
+        let n = node_object(&cluster, name).await;
+        let range = n["spec"]["podCIDR"].as_str().expect("a range").to_owned();
+        assert!(seen.insert(range.clone()), "{range} held twice");
+    }
+
+    // A range is immutable once set; an update that omits it keeps it.
+    let mut moved = node_object(&cluster, "n1").await;
+    moved["spec"]["podCIDR"] = serde_json::json!("10.9.3.0/24");
+    moved["spec"]["podCIDRs"] = serde_json::json!(["10.9.3.0/24"]);
+    let leader = cluster.await_leader(Duration::from_secs(10)).await;
+    let url = format!("{}/api/v1/nodes/n1", cluster.members[leader].url());
+    let response = cluster
+        .http
+        .put(&url)
+        .bearer_auth(&cluster.token)
+        .json(&moved)
+        .send()
+        .await
+        .expect("PUT answered");
+    assert_eq!(response.status().as_u16(), 422, "a podCIDR cannot change");
+    let mut kept = node_object(&cluster, "n1").await;
+    kept["spec"] = serde_json::json!({"unschedulable": true});
+    let response = cluster
+        .http
+        .put(&url)
+        .bearer_auth(&cluster.token)
+        .json(&kept)
+        .send()
+        .await
+        .expect("PUT answered");
+    assert!(
+        response.status().is_success(),
+        "update: {}",
+        response.status()
+    );
+    assert_eq!(
+        node_object(&cluster, "n1").await["spec"]["podCIDR"],
+        "10.9.0.0/24"
+    );
+}
