@@ -52,6 +52,9 @@ pub enum Backend {
     HostGw,
     /// A VXLAN overlay (VNI 1, UDP 8472), flannel's design.
     Vxlan,
+    /// No routes, device or rules of the agent's: another plugin given in
+    /// the conf dir (flannel, calico) connects the nodes.
+    None,
 }
 
 /// The agent's pod network flags (`ctl init` and `ctl join`).

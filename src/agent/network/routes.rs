@@ -111,6 +111,7 @@ pub fn desired(
             continue;
         }
         let hop = match backend {
+            Backend::None => continue,
             Backend::HostGw => Hop::Gateway(ip),
             Backend::Vxlan => {
                 let Some(mac) = node["metadata"]["annotations"][VTEP_MAC].as_str() else {
@@ -425,7 +426,7 @@ pub async fn run(
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        if !rules {
+        if !rules && config.backend != Backend::None {
             match ensure_rules(config.cluster).await {
                 Ok(()) => rules = true,
                 Err(e) => tracing::warn!("pod network rules: {e}"),
