@@ -8,8 +8,8 @@
 //!   `CNI_NETNS=/proc/<sandbox pid>/ns/net`, `CNI_IFNAME=eth0`, and reads the
 //!   pod IP from the result. DEL runs when the sandbox is stopped or
 //!   removed, and for sandboxes gone while the agent was away; CHECK runs on
-//!   agent start (and every [`wired::CHECK_INTERVAL`]) and a failed CHECK
-//!   re-runs ADD for the same sandbox. Each ADD's result is cached in
+//!   agent start, and (then every [`wired::CHECK_INTERVAL`]) a sandbox that
+//!   lost its interface is added again with the same IP. Each ADD's result is cached in
 //!   `DATA_DIR/cni/results/<sandbox id>.json` (libcni's cache), so a
 //!   restarted agent knows its pods' IPs and can DEL and CHECK them.
 //! - **Configuration.** The conf dir (`--cni-conf-dir`, default

@@ -12,8 +12,10 @@
 //!   plugin's message) and retries.
 //! - [`Wired::maintain`] (once at start, then every [`CHECK_INTERVAL`])
 //!   DELs results whose sandbox is gone (a pod removed while the agent was
-//!   down), CHECKs the running ones, and ADDs running sandboxes that have no
-//!   result (the agent died between start and ADD).
+//!   down), looks for running sandboxes that lost their interface (and, at
+//!   start, CHECKs them all through the plugins), and ADDs running
+//!   sandboxes that have no result (the agent died between start and ADD).
+//!   Sandboxes being torn down are left alone.
 //! - A sandbox whose interface is gone (a worker whose namespace was
 //!   rebuilt: its veths died with it) is ADDed again under the same
 //!   container id; host-local hands the same container its reserved
@@ -76,18 +78,21 @@ pub struct Wired {
     records: Mutex<HashMap<String, Record>>,
     /// Sandboxes whose failed CHECK was already reported.
     reported: Mutex<std::collections::HashSet<String>>,
+    /// Sandboxes being stopped and removed: maintenance leaves them alone
+    /// (a CHECK or an ADD racing their teardown would be noise, or a leak).
+    closing: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Whether the namespace at `netns` (`/proc/PID/ns/net`) has interface
-/// `name`, read from that process's `/proc/PID/net/dev` (no exec needed).
-fn has_interface(netns: &str, name: &str) -> bool {
-    let Some(proc_dir) = netns.strip_suffix("/ns/net") else {
-        return true;
-    };
-    std::fs::read_to_string(format!("{proc_dir}/net/dev")).map_or(true, |dev| {
+/// `name`, read from that process's `/proc/PID/net/dev` (no exec needed);
+/// None when that cannot be read (the process is gone).
+fn has_interface(netns: &str, name: &str) -> Option<bool> {
+    let proc_dir = netns.strip_suffix("/ns/net")?;
+    let dev = std::fs::read_to_string(format!("{proc_dir}/net/dev")).ok()?;
+    Some(
         dev.lines()
-            .any(|l| l.trim_start().split(':').next() == Some(name))
-    })
+            .any(|l| l.trim_start().split(':').next() == Some(name)),
+    )
 }
 
 fn unix_now() -> u64 {
@@ -140,11 +145,20 @@ impl Wired {
             local,
             records: Mutex::new(records),
             reported: Mutex::new(std::collections::HashSet::new()),
+            closing: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
     fn records(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn closing(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.closing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn closing_now(&self) -> std::collections::HashSet<String> {
+        self.closing().clone()
     }
 
     fn record_path(&self, id: &str) -> std::path::PathBuf {
@@ -287,7 +301,10 @@ impl Wired {
     }
 
     /// One maintenance pass: DEL what is gone, CHECK (and re-ADD) what runs.
-    pub async fn maintain_once(&self) {
+    /// `full`: CHECK through the plugins (at start); otherwise only look
+    /// for lost interfaces, which costs a file read per sandbox instead of
+    /// a plugin exec per plugin and sandbox.
+    pub async fn maintain_once(&self, full: bool) {
         let containers = match self.inner.list().await {
             Ok(c) => c,
             Err(e) => {
@@ -305,10 +322,14 @@ impl Wired {
             .iter()
             .map(|(id, r)| (id.clone(), r.clone()))
             .collect();
-        for (id, record) in &known {
+        // Sandboxes gone from the engine are closed.
+        self.closing()
+            .retain(|id| sandboxes.contains_key(id.as_str()));
+        let closing = self.closing_now();
+        for (id, record) in known.iter().filter(|(id, _)| !closing.contains(id)) {
             match sandboxes.get(id.as_str()) {
                 Some(c) if matches!(c.state, State::Running { .. }) => {
-                    self.check(id, record).await;
+                    self.check(id, record, full).await;
                 }
                 // Stopped: its namespace is gone; release what it held.
                 Some(_) => {
@@ -326,7 +347,11 @@ impl Wired {
                 continue;
             };
             let settled = started_at.elapsed().is_ok_and(|age| age > SETTLE);
-            if settled && !self.records().contains_key(&c.id) {
+            if settled && !closing.contains(&c.id) && !self.records().contains_key(&c.id) {
+                // The list may be older than a teardown that just ended.
+                if !matches!(self.inner.netns(&c.id).await, Ok(Some(_))) {
+                    continue;
+                }
                 tracing::warn!(id = %c.id, pod = %c.pod.name, "a running sandbox has no pod network; adding it");
                 if let Err(e) = self.wire(&c.id, &c.pod, Vec::new()).await {
                     tracing::warn!(id = %c.id, pod = %c.pod.name, "CNI ADD failed: {e}");
@@ -335,7 +360,11 @@ impl Wired {
         }
     }
 
-    async fn check(&self, id: &str, record: &Record) {
+    async fn check(&self, id: &str, record: &Record, full: bool) {
+        // A teardown may have begun since the pass started.
+        if self.closing().contains(id) {
+            return;
+        }
         let Ok(Some(netns)) = self.inner.netns(id).await else {
             return;
         };
@@ -347,7 +376,13 @@ impl Wired {
             path: self.record_path(id),
             json: record.config.clone(),
         };
-        if has_interface(&attachment.netns, &attachment.if_name) {
+        let Some(present) = has_interface(&attachment.netns, &attachment.if_name) else {
+            return;
+        };
+        if present && !full {
+            return;
+        }
+        if present {
             let checked = cni::check(&self.dirs.bin, &list, &attachment, &record.result).await;
             let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
             match checked {
@@ -355,11 +390,19 @@ impl Wired {
                     reported.remove(id);
                 }
                 Err(e) => {
-                    if reported.insert(id.to_owned()) {
+                    // A sandbox stopping meanwhile fails its CHECK too.
+                    let still = has_interface(&attachment.netns, &attachment.if_name) == Some(true)
+                        && !self.closing().contains(id);
+                    if still && reported.insert(id.to_owned()) {
                         tracing::warn!(%id, ip = %record.ip, "CNI CHECK failed with the pod's interface in place: {e}");
                     }
                 }
             }
+            return;
+        }
+        // Stopping sandboxes lose their interface too: only a running one,
+        // not being torn down, is re-added.
+        if self.closing().contains(id) || !matches!(self.inner.netns(id).await, Ok(Some(_))) {
             return;
         }
         tracing::warn!(%id, ip = %record.ip, "the pod's interface is gone; adding the sandbox to the network again");
@@ -439,11 +482,15 @@ impl Wired {
     /// Runs [`Self::maintain_once`] now and every [`CHECK_INTERVAL`] until
     /// `stop`.
     pub async fn maintain(self: Arc<Self>, stop: CancellationToken) {
+        let mut first = true;
         let mut tick = tokio::time::interval(CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.maintain_once().await,
+                _ = tick.tick() => {
+                    self.maintain_once(first).await;
+                    first = false;
+                }
                 () = stop.cancelled() => return,
             }
         }
@@ -520,14 +567,22 @@ impl Runtime for Wired {
         // (the kubelet's StopPodSandbox order); a failure is retried by
         // `remove`.
         if self.records().contains_key(id) {
+            self.closing().insert(id.to_owned());
             let _ = self.del(id).await;
         }
         self.inner.stop(id, grace).await
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.records().contains_key(id) {
+            self.closing().insert(id.to_owned());
+        }
         self.del(id).await?;
-        self.inner.remove(id).await
+        let removed = self.inner.remove(id).await;
+        if matches!(removed, Ok(()) | Err(RuntimeError::NotFound(_))) {
+            self.closing().remove(id);
+        }
+        removed
     }
 
     async fn logs(&self, id: &str, options: LogOptions) -> Result<LogStream, RuntimeError> {
