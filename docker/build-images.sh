@@ -8,14 +8,20 @@
 #   flotilla/pause:latest    the pod sandbox: the same busybox, running a shell
 #                            that sleeps until SIGTERM.
 #   flotilla/ctl:latest      the release `ctl` binary (without debug info), the
-#                            shared libraries it needs (found with ldd) and
-#                            busybox for scripts.
+#                            shared libraries it needs (found with ldd),
+#                            busybox for scripts, and what a worker's pod
+#                            network needs: Debian's CNI plugins
+#                            (/usr/lib/cni), ip, bridge and iptables (nft).
 #
 # Usage: docker/build-images.sh [busybox] [pause] [ctl]
 #   With no argument it builds busybox and pause, and ctl too when a release
 #   binary exists. Naming ctl without a release binary is an error.
 #   CTL_BIN=/path/to/ctl picks the binary (default: $CARGO_TARGET_DIR/release/ctl,
-#   else target/release/ctl).
+#   else target/release/ctl); a debug binary works too (its debug info is
+#   stripped), which spares the half-hour release build while developing:
+#     CTL_BIN=target/debug/ctl docker/build-images.sh ctl
+#   CTL_IMAGE=name:tag names the ctl image (default flotilla/ctl:latest), so a
+#   build from a branch need not replace the one others use.
 #
 # Idempotent: each image is labelled with a hash of its contents, and an image
 # whose label matches is left alone.
@@ -83,6 +89,36 @@ add_busybox() {
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 }
 
+# add_binary ROOT PATH: copies PATH (resolving links) and the shared
+# libraries ldd lists for it into ROOT at the same paths.
+add_binary() {
+    local root="$1" bin="$2" lib
+    mkdir -p "$root$(dirname "$bin")"
+    cp -L "$bin" "$root$bin"
+    ldd "$bin" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+}
+
+# The pod network's tools for a worker (agent::network): the CNI plugins,
+# iproute2's ip and bridge, iptables (nft) with its extensions, in
+# /usr/lib/cni and /usr/sbin; /bin/ip and /bin/bridge (busybox's lack
+# vxlan and fdb) point at the real ones.
+add_network_tools() {
+    local root="$1" f
+    [[ -x /usr/lib/cni/bridge ]] || die "the CNI plugins are missing: apt-get install containernetworking-plugins (tests/scripts/setup.sh)"
+    for f in /usr/lib/cni/*; do add_binary "$root" "$f"; done
+    add_binary "$root" /usr/sbin/ip
+    add_binary "$root" /usr/sbin/bridge
+    add_binary "$root" /usr/sbin/xtables-nft-multi
+    for f in /usr/lib/x86_64-linux-gnu/xtables/*.so; do add_binary "$root" "$f"; done
+    for f in iptables iptables-save iptables-restore; do ln -sf xtables-nft-multi "$root/usr/sbin/$f"; done
+    ln -sf /usr/sbin/ip "$root/bin/ip"
+    ln -sf /usr/sbin/bridge "$root/bin/bridge"
+    ln -sf /usr/sbin/iptables "$root/bin/iptables"
+}
+
 # build NAME CONTEXT_DIR: builds CONTEXT_DIR/Dockerfile as NAME unless an image
 # with the same content hash exists.
 build() {
@@ -147,6 +183,7 @@ EOF
         [[ -n "$ctl_bin" && -x "$ctl_bin" ]] ||
             die "no release ctl binary: run 'cargo build --release --bin ctl' or set CTL_BIN"
         add_busybox "$ctx/root"
+        add_network_tools "$ctx/root"
         cp "$ctl_bin" "$ctx/root/bin/ctl"
         # Debug info is most of the release binary's size (line tables for
         # backtraces, and RocksDB's); the image does without it.
@@ -160,12 +197,12 @@ EOF
         cat >"$ctx/Dockerfile" <<'EOF'
 FROM scratch
 COPY root/ /
-ENV PATH=/bin
+ENV PATH=/bin:/usr/sbin
 ENTRYPOINT ["/bin/ctl"]
 CMD ["--help"]
 EOF
-        build flotilla/ctl:latest "$ctx"
-        say "build-images: flotilla/ctl holds $ctl_bin ($("$ctl_bin" --version 2>/dev/null || echo '?'))"
+        build "${CTL_IMAGE:-flotilla/ctl:latest}" "$ctx"
+        say "build-images: ${CTL_IMAGE:-flotilla/ctl:latest} holds $ctl_bin ($("$ctl_bin" --version 2>/dev/null || echo '?'))"
         ;;
     esac
 done

@@ -5,8 +5,12 @@
 #                              tokens, join m2 and m3 one after the other, then
 #                              the workers); writes docker/.cluster/admin.kubeconfig
 #   docker/cluster.sh status   members and nodes
-#   docker/cluster.sh down     stop it, remove its volumes, the pod containers
-#                              its workers made, and the pods network if unused
+#   docker/cluster.sh down     stop it, remove its volumes and the pod
+#                              containers its workers made (their pod
+#                              network lived in the workers' namespaces)
+#
+# FLOTILLA_IMAGE picks the ctl image (default flotilla/ctl:latest);
+# FLOTILLA_BACKEND=vxlan routes between the workers through VXLAN.
 #
 # Needs the images: docker/build-images.sh (flotilla/ctl needs a release
 # binary first: cargo build --release --bin ctl).
@@ -36,15 +40,10 @@ node_ready() { ctl get node "$1" | awk 'NR == 2 { found = 1; exit !($2 == "Ready
 
 up() {
     command -v docker-compose >/dev/null || die "docker-compose is missing (apt-get install docker-compose)"
-    for image in flotilla/ctl:latest flotilla/busybox:latest flotilla/pause:latest; do
+    for image in "${FLOTILLA_IMAGE:-flotilla/ctl:latest}" flotilla/busybox:latest flotilla/pause:latest; do
         docker image inspect "$image" >/dev/null 2>&1 ||
             die "image $image is missing: run 'cargo build --release --bin ctl' then docker/build-images.sh"
     done
-    # The pods network the workers share with the host's other agents; the
-    # same definition the agent itself would create.
-    docker network inspect flotilla-pods >/dev/null 2>&1 ||
-        docker network create --driver bridge --subnet 10.244.0.0/16 --gateway 10.244.0.1 \
-            --label io.flotilla.network=pods flotilla-pods >/dev/null
     mkdir -p "$state"
     if [[ -f "$state/tokens.env" ]] && docker volume inspect "${project}_m1" >/dev/null 2>&1; then
         # shellcheck disable=SC1091
@@ -96,7 +95,6 @@ down() {
         docker rm -f -v $ids >/dev/null
         say "removed $(echo "$ids" | wc -l) pod containers of w1 and w2"
     fi
-    docker network rm flotilla-pods >/dev/null 2>&1 || true
     rm -rf "$state"
     say "down"
 }

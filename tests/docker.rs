@@ -69,6 +69,32 @@ fn unique(name: &str) -> String {
 /// drops first, then this.
 struct Guard {
     nodes: Vec<String>,
+    /// The test cluster's pod CIDR (a /24 carved into /26 node ranges).
+    pod_cidr: String,
+}
+
+/// A pod CIDR of its own for a test cluster: the agents of every test share
+/// this host's network namespace, so each cluster's nodes need ranges (and
+/// bridges) no other cluster on the machine uses. A random /24 of
+/// 10.244.0.0/16 (never the first, the one-machine default's), carved into
+/// /26 node ranges; distinct within this run.
+fn pod_cidr() -> String {
+    static USED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+    let mut used = USED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let third = 1 + (rand::random::<u8>() % 254);
+        if !used.contains(&third) {
+            used.push(third);
+            return format!("10.244.{third}.0/24");
+        }
+    }
+}
+
+/// `ctl init` flags giving a test cluster `cidr`.
+fn pod_cidr_flags(cidr: &str) -> [&str; 4] {
+    ["--pod-cidr", cidr, "--node-cidr-mask-size", "26"]
 }
 
 impl Drop for Guard {
@@ -87,6 +113,31 @@ impl Drop for Guard {
         let _ = Command::new("docker")
             .args(["network", "rm", "flotilla-pods"])
             .output();
+        // The agents' CNI bridges (one per /26 node range, named after it)
+        // and the pod network's iptables rules for this cluster's CIDR.
+        if let Some((net, _)) = self.pod_cidr.split_once('/') {
+            if let Ok(ip) = net.parse::<std::net::Ipv4Addr>() {
+                for quarter in 0..4u32 {
+                    let bridge = format!("flo{:08x}", u32::from(ip) + quarter * 64);
+                    let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+                }
+            }
+        }
+        let c = self.pod_cidr.as_str();
+        let comment = ["-m", "comment", "--comment", "flotilla pod network"];
+        let rules: [Vec<&str>; 3] = [
+            [
+                &["-t", "nat", "-D", "POSTROUTING", "-s", c, "!", "-d", c][..],
+                &comment,
+                &["-j", "MASQUERADE"],
+            ]
+            .concat(),
+            [&["-D", "FORWARD", "-s", c][..], &comment, &["-j", "ACCEPT"]].concat(),
+            [&["-D", "FORWARD", "-d", c][..], &comment, &["-j", "ACCEPT"]].concat(),
+        ];
+        for rule in rules {
+            let _ = Command::new("iptables").args(&rule).output();
+        }
     }
 }
 
@@ -227,10 +278,12 @@ spec:
 async fn deployment_runs_restarts_adopts_and_cleans_up() {
     require_docker();
     let node = unique("dk-web");
+    let cidr = pod_cidr();
     let _guard = Guard {
         nodes: vec![node.clone()],
+        pod_cidr: cidr.clone(),
     };
-    let mut cluster = Cluster::start(1).await;
+    let mut cluster = Cluster::start_with(1, &pod_cidr_flags(&cidr)).await;
     let worker = cluster.add_worker(&node, "docker").await;
     let kubectl = Kubectl::new(&cluster);
 
@@ -399,10 +452,12 @@ async fn deployment_runs_restarts_adopts_and_cleans_up() {
 async fn two_agents_on_one_engine_survive_a_master() {
     require_docker();
     let (a, b) = (unique("dk-a"), unique("dk-b"));
+    let cidr = pod_cidr();
     let _guard = Guard {
         nodes: vec![a.clone(), b.clone()],
+        pod_cidr: cidr.clone(),
     };
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start_with(3, &pod_cidr_flags(&cidr)).await;
     cluster.add_worker(&a, "docker").await;
     cluster.add_worker(&b, "docker").await;
     let kubectl = Kubectl::new(&cluster);

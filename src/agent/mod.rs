@@ -2,7 +2,9 @@
 //!
 //! An agent registers its Node, heartbeats ([`node`]), follows the pods
 //! bound to it ([`feed`]) and runs each with a worker ([`pods`]) against a
-//! container runtime ([`runtime`]: Docker, or the fake of hollow nodes).
+//! container runtime ([`runtime`]: Docker, or the fake of hollow nodes),
+//! whose Docker sandboxes the pod network ([`network`]) wires through CNI
+//! and routes to the other nodes' pods.
 //!
 //! It keeps no state of its own: what runs is in the runtime's labels, what
 //! should run is in the API. A restarted agent lists both and carries on —
@@ -18,6 +20,7 @@ pub mod api;
 pub mod feed;
 pub mod fleet;
 pub mod join;
+pub mod network;
 pub mod node;
 pub mod plan;
 pub mod pods;

@@ -142,6 +142,14 @@ pub fn status(config: &Config, previous: Option<&Value>, now: u64) -> Value {
                 c["lastTransitionTime"] = old["lastTransitionTime"].clone();
             }
         }
+        // Conditions others own (NetworkUnavailable, set by the masters'
+        // pod CIDR allocation) are kept, as the kubelet's patches keep them.
+        let foreign: Vec<Value> = pod::list(&previous["status"], "conditions")
+            .iter()
+            .filter(|o| !list.iter().any(|c| c["type"] == o["type"]))
+            .cloned()
+            .collect();
+        list.extend(foreign);
     }
     let capacity = config.capacity.to_json();
     json!({

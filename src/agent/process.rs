@@ -55,6 +55,8 @@ pub struct Options {
     pub runtime: RuntimeKind,
     /// Capacity to report (default: the host's).
     pub capacity: Option<Capacity>,
+    /// The pod network (Docker runtime only).
+    pub network: super::network::Flags,
 }
 
 /// Builds the runtime of `kind` for node `name`.
@@ -65,7 +67,7 @@ pub async fn runtime(kind: RuntimeKind, name: &str) -> anyhow::Result<Arc<dyn Ru
     match kind {
         RuntimeKind::Fake => Ok(Arc::new(Fake::new(name, super::runtime::fake::DEFAULT_START_DELAY))),
         RuntimeKind::Docker => Ok(Arc::new(
-            super::runtime::docker::Docker::connect(name)
+            super::runtime::docker::Docker::connect(name, super::runtime::docker::PodNetwork::Cni)
                 .await
                 .context("connecting to the Docker Engine (is it running, and is /var/run/docker.sock readable?)")?,
         )),
@@ -119,7 +121,47 @@ pub async fn join_or_resume(options: &Options) -> anyhow::Result<Joined> {
 pub async fn run(options: Options, stop: CancellationToken) -> anyhow::Result<()> {
     let joined = join_or_resume(&options).await?;
     let name = joined.worker.name.clone();
-    let runtime = runtime(options.runtime, &name).await?;
+    let mut runtime = runtime(options.runtime, &name).await?;
+    let settings_api = super::api::Api::new(joined.client()?);
+    let settings = match settings_api.get("/cluster/settings").await {
+        Ok(Some(s)) => serde_json::from_value::<crate::store::settings::Settings>(s)
+            .unwrap_or_else(|e| {
+                tracing::warn!("the cluster settings are unreadable ({e}); using the defaults");
+                crate::store::settings::Settings::default()
+            }),
+        _ => crate::store::settings::Settings::default(),
+    };
+    // Docker pods get their network from CNI, and the node routes to the
+    // other nodes' pods (agent::network).
+    let mut network_tasks = Vec::new();
+    if options.runtime == RuntimeKind::Docker {
+        let (local_tx, local_rx) = tokio::sync::watch::channel(None);
+        let dirs = super::network::Dirs::new(&options.network, &options.data_dir);
+        let wired = Arc::new(
+            super::network::wired::Wired::new(runtime, dirs, local_rx)
+                .context("preparing the CNI state directories")?,
+        );
+        network_tasks.push(tokio::spawn(wired.clone().maintain(stop.clone())));
+        runtime = wired as Arc<dyn Runtime>;
+        let address: std::net::Ipv4Addr = joined.worker.address.parse().with_context(|| {
+            format!(
+                "the pod network needs the node's address as an IPv4 address, not {:?} (--advertise)",
+                joined.worker.address
+            )
+        })?;
+        let config = super::network::routes::Config {
+            node: name.clone(),
+            address,
+            cluster: settings.pod_cidr,
+            backend: options.network.backend,
+        };
+        network_tasks.push(tokio::spawn(super::network::routes::run(
+            super::api::Api::new(joined.client()?),
+            config,
+            local_tx,
+            stop.clone(),
+        )));
+    }
     let listen = options
         .listen
         .clone()
@@ -156,15 +198,7 @@ pub async fn run(options: Options, stop: CancellationToken) -> anyhow::Result<()
     });
     // Heartbeats paced by the cluster's grace period (the default's pace
     // when the masters cannot say yet).
-    let grace = match shared.api.get("/cluster/settings").await {
-        Ok(Some(settings)) => serde_json::from_value::<crate::store::settings::Settings>(settings)
-            .map(|s| s.node_monitor_grace_period)
-            .unwrap_or_else(|_| {
-                crate::store::settings::Settings::default().node_monitor_grace_period
-            }),
-        _ => crate::store::settings::Settings::default().node_monitor_grace_period,
-    };
-    let beat = node::renew_interval(grace);
+    let beat = node::renew_interval(settings.node_monitor_grace_period);
     let config = node::Config {
         name: name.clone(),
         address: joined.worker.address.clone(),
@@ -186,5 +220,8 @@ pub async fn run(options: Options, stop: CancellationToken) -> anyhow::Result<()
     let _ = watcher.await;
     let _ = follow.await;
     let _ = server.await;
+    for task in network_tasks {
+        let _ = task.await;
+    }
     result.map_err(anyhow::Error::from)
 }

@@ -83,6 +83,7 @@ impl MemberFlags {
         master::Options {
             settings: crate::store::settings::Settings::default(),
             agent: None,
+            network: crate::agent::network::Flags::default(),
             data_dir: self.data_dir.clone(),
             listen: self.listen.clone(),
             advertise: self.advertise.clone(),
@@ -120,6 +121,14 @@ pub enum Command {
         /// Pods of a node not ready this long are replaced (cluster setting).
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         pod_eviction_timeout: Duration,
+        /// The cluster's pod network, carved into one range per node (cluster setting).
+        #[arg(long, default_value = "10.244.0.0/16")]
+        pod_cidr: crate::objects::podcidr::Cidr,
+        /// Prefix length of each node's pod range (cluster setting).
+        #[arg(long, default_value_t = crate::objects::podcidr::DEFAULT_NODE_MASK)]
+        node_cidr_mask_size: u8,
+        #[command(flatten)]
+        network: crate::agent::network::Flags,
     },
     /// Join a cluster as a master (--control-plane) or as a worker, and serve.
     Join {
@@ -137,6 +146,8 @@ pub enum Command {
         /// Container runtime of a worker.
         #[arg(long, value_enum, default_value_t = RuntimeKind::Docker)]
         runtime: RuntimeKind,
+        #[command(flatten)]
+        network: crate::agent::network::Flags,
     },
     /// Manage join tokens.
     #[command(subcommand)]
@@ -364,13 +375,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             runtime,
             node_monitor_grace_period,
             pod_eviction_timeout,
+            pod_cidr,
+            node_cidr_mask_size,
+            network,
         } => {
+            crate::objects::podcidr::check(*pod_cidr, *node_cidr_mask_size)
+                .map_err(anyhow::Error::msg)?;
             let mut options = member.options();
             options.settings = crate::store::settings::Settings {
                 node_monitor_grace_period: *node_monitor_grace_period,
                 pod_eviction_timeout: *pod_eviction_timeout,
+                pod_cidr: *pod_cidr,
+                node_cidr_mask_size: *node_cidr_mask_size,
             };
             options.agent = (!no_agent).then_some(*runtime);
+            options.network = network.clone();
             master::run(master::Start::Init, options).await
         }
         Command::Join {
@@ -379,6 +398,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             control_plane,
             member,
             runtime,
+            network,
         } => {
             if *control_plane {
                 let token = match token {
@@ -394,7 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 return master::run(start, member.options()).await;
             }
-            worker(server, token.as_deref(), member, *runtime).await
+            worker(server, token.as_deref(), member, *runtime, network).await
         }
         Command::Token(command) => members::token(&connect(&cli)?, command).await,
         Command::Member(command) => members::member(&connect(&cli)?, command).await,
@@ -520,6 +540,7 @@ async fn worker(
     token: Option<&str>,
     member: &MemberFlags,
     runtime: RuntimeKind,
+    network: &crate::agent::network::Flags,
 ) -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     master::cancel_on_signal(stop.clone())?;
@@ -539,6 +560,7 @@ async fn worker(
         listen: member.listen.clone(),
         runtime,
         capacity: None,
+        network: network.clone(),
     };
     crate::agent::process::run(options, stop).await
 }

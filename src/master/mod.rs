@@ -48,6 +48,8 @@ pub struct Options {
     pub agent: Option<crate::agent::process::RuntimeKind>,
     /// Connection limits of the API port.
     pub limits: tls::Limits,
+    /// The in-process agent's pod network flags.
+    pub network: crate::agent::network::Flags,
 }
 
 /// How a master comes to be.
@@ -279,6 +281,7 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
                 listen: None,
                 runtime,
                 capacity: None,
+                network: options.network.clone(),
             };
             let stop = shutdown.clone();
             tokio::spawn(async move {

@@ -42,6 +42,7 @@ pub mod namespace;
 pub mod node;
 pub mod owner;
 pub mod pod;
+pub mod podcidr;
 pub mod podspec;
 pub mod print;
 pub mod quantity;

@@ -2,13 +2,15 @@
 //! revokes its agent's credential (the record under [`CREDENTIAL_PREFIX`]),
 //! so the name may join again.
 
-use super::claim::Claim;
+use super::claim::{self, Claim};
 use super::meta;
+use super::podcidr;
 use super::print::{
     col, meta_age, meta_name, or_none, typed, unreadable_row, wide, Column, Row, AGE, NAME,
 };
 use super::registry::Resource;
 use super::strategy::Strategy;
+use super::validate::{self, Errors};
 use k8s_openapi::api::core::v1 as k8s;
 use serde_json::Value;
 
@@ -96,15 +98,47 @@ impl Strategy for Nodes {
         TYPES
     }
 
+    fn validate(&self, obj: &Value) -> Errors {
+        let mut errors = validate::object(obj, self.name_rule());
+        if let Err(message) = podcidr::validate(obj) {
+            errors.invalid("spec.podCIDR", message);
+        }
+        errors
+    }
+
+    /// The pod CIDR is immutable once set (kept when an update omits it);
+    /// setting one on a Node that had none claims it. A new Node's range is
+    /// allocated by the store, which knows the ranges taken
+    /// ([`super::podcidr::allocate`]).
+    fn reallocate(&self, old: &Value, new: &mut Value) -> Result<Vec<Claim>, Errors> {
+        match podcidr::reallocate(old, new) {
+            Ok(taken) => Ok(taken
+                .map(|cidr| Claim::Take {
+                    key: cidr.key(),
+                    owner: claim::owner(new),
+                })
+                .into_iter()
+                .collect()),
+            Err(message) => {
+                let mut errors = Errors::default();
+                errors.invalid("spec.podCIDR", message);
+                Err(errors)
+            }
+        }
+    }
+
     fn release(&self, obj: &Value) -> Vec<Claim> {
-        // Deleting a Node revokes its agent's credential, whatever it holds.
-        meta::name(obj)
-            .map(|name| Claim::Release {
-                key: credential_key(name),
-                owner: None,
-            })
-            .into_iter()
-            .collect()
+        // Deleting a Node revokes its agent's credential, whatever it holds,
+        // and gives back its pod CIDR range.
+        let credential = meta::name(obj).map(|name| Claim::Release {
+            key: credential_key(name),
+            owner: None,
+        });
+        let range = podcidr::release(obj).map(|key| Claim::Release {
+            key,
+            owner: Some(claim::owner(obj)),
+        });
+        credential.into_iter().chain(range).collect()
     }
 
     fn columns(&self) -> &'static [Column] {

@@ -428,7 +428,10 @@ impl Store {
         // A Service's random IP or node port may be taken: try a few.
         for _ in 0..ALLOCATION_ATTEMPTS {
             let mut candidate = obj.clone();
-            let claims = resource.strategy.allocate(&mut candidate);
+            let mut claims = resource.strategy.allocate(&mut candidate);
+            if resource.kind == "Node" {
+                claims.extend(self.pod_cidr(&mut candidate)?);
+            }
             let swap = Swap {
                 key: &key,
                 expected: 0,
@@ -458,6 +461,14 @@ impl Store {
             }
         }
         let mut errors = crate::objects::validate::Errors::default();
+        if resource.kind == "Node" {
+            errors.invalid("spec.podCIDR", "the pod CIDR range is held by another node");
+            return Err(Error::Invalid {
+                resource,
+                name,
+                errors,
+            });
+        }
         errors.invalid(
             "spec",
             format!(
@@ -472,6 +483,50 @@ impl Store {
             name,
             errors,
         })
+    }
+
+    /// A new Node's pod CIDR ([`crate::objects::podcidr`], kube-controller-
+    /// manager's node IPAM): the claim of the range it names, else of the
+    /// first one free in the store; none when the cluster CIDR is full (the
+    /// Node then carries `NetworkUnavailable=True`, CIDRNotAvailable). The
+    /// claim is made in the Node's own transaction, so a range is never
+    /// handed out twice, whichever leader allocates it.
+    fn pod_cidr(&self, node: &mut Value) -> Result<Vec<Claim>> {
+        use crate::objects::podcidr;
+        let settings = settings::Settings::load(self)
+            .map_err(|e| Error::Replication(format!("reading the cluster settings: {e}")))?;
+        let taken = self
+            .engine()
+            .range(podcidr::PREFIX.as_bytes(), 0, None)?
+            .value
+            .kvs
+            .iter()
+            .filter_map(|kv| podcidr::Cidr::from_key(&String::from_utf8_lossy(&kv.key)))
+            .collect();
+        let now = meta::timestamp(meta::now());
+        Ok(
+            match podcidr::allocate(
+                node,
+                settings.pod_cidr,
+                settings.node_cidr_mask_size,
+                &taken,
+                &now,
+            ) {
+                podcidr::Allocation::Take(cidr) => vec![Claim::Take {
+                    key: cidr.key(),
+                    owner: crate::objects::claim::owner(node),
+                }],
+                podcidr::Allocation::Full => {
+                    tracing::warn!(
+                        node = meta::name(node).unwrap_or(""),
+                        cidr = %settings.pod_cidr,
+                        "{}: no pod CIDR range left for the node",
+                        podcidr::CIDR_NOT_AVAILABLE
+                    );
+                    Vec::new()
+                }
+            },
+        )
     }
 
     /// Turns `next`, an update of `current`, into what is stored: server

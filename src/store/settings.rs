@@ -1,7 +1,10 @@
 //! Cluster-wide settings of the control loops, given to `ctl init` and kept
 //! in the replicated store, so whichever master leads uses the same ones.
+//! The pod network's ranges live here too: the masters carve node ranges
+//! from them, agents read them from `/cluster/settings`.
 
 use super::Store;
+use crate::objects::podcidr::{self, Cidr};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -18,14 +21,31 @@ pub struct Settings {
     /// (`--pod-eviction-timeout`).
     #[serde(with = "humantime_serde_secs")]
     pub pod_eviction_timeout: Duration,
+    /// The cluster's pod network, carved into per-node ranges (`--pod-cidr`).
+    #[serde(default = "default_pod_cidr")]
+    pub pod_cidr: Cidr,
+    /// The prefix length of each node's range (`--node-cidr-mask-size`).
+    #[serde(default = "default_node_mask")]
+    pub node_cidr_mask_size: u8,
+}
+
+fn default_pod_cidr() -> Cidr {
+    podcidr::DEFAULT_CLUSTER_CIDR
+}
+
+fn default_node_mask() -> u8 {
+    podcidr::DEFAULT_NODE_MASK
 }
 
 impl Default for Settings {
-    /// Kubernetes' defaults: 40 s and 5 min.
+    /// Kubernetes' defaults: 40 s and 5 min; pods on 10.244.0.0/16, a /24
+    /// per node.
     fn default() -> Self {
         Settings {
             node_monitor_grace_period: Duration::from_secs(40),
             pod_eviction_timeout: Duration::from_secs(300),
+            pod_cidr: default_pod_cidr(),
+            node_cidr_mask_size: default_node_mask(),
         }
     }
 }
@@ -89,16 +109,22 @@ mod tests {
         let s = Settings {
             node_monitor_grace_period: Duration::from_millis(4500),
             pod_eviction_timeout: Duration::from_secs(10),
+            ..Settings::default()
         };
         let text = serde_json::to_string(&s).expect("encode");
         assert_eq!(
             text,
-            r#"{"node_monitor_grace_period":4.5,"pod_eviction_timeout":10.0}"#
+            r#"{"node_monitor_grace_period":4.5,"pod_eviction_timeout":10.0,"pod_cidr":"10.244.0.0/16","node_cidr_mask_size":24}"#
         );
         assert_eq!(serde_json::from_str::<Settings>(&text).expect("decode"), s);
         assert!(serde_json::from_str::<Settings>(
             r#"{"node_monitor_grace_period":-1,"pod_eviction_timeout":1}"#
         )
         .is_err());
+        // Settings recorded before the pod network existed read with its defaults.
+        let old: Settings =
+            serde_json::from_str(r#"{"node_monitor_grace_period":40,"pod_eviction_timeout":300}"#)
+                .expect("old settings");
+        assert_eq!(old, Settings::default());
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Flotilla needs on a fresh Debian machine
 # of this kind: libclang (RocksDB's bindings), etcd 3.4 (the benchmark peer),
-# and the Docker images the end-to-end tests run.
+# the CNI plugins of the pod network, and the Docker images the end-to-end
+# tests run.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
@@ -9,6 +10,11 @@ need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v kubectl >/dev/null 2>&1 || true
+# The pod network: Debian's CNI plugins (bridge, host-local, portmap,
+# loopback...) in /usr/lib/cni, and the ip/bridge/iptables tools the agent runs.
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -12,6 +12,10 @@
 //!   `10.244.0.0/16`), which [`Docker::connect`] creates when missing; its
 //!   address there is the pod's IP. Host ports are published on it, and
 //!   the pod's DNS servers and search domains (when given) go into it.
+//!   With [`PodNetwork::Cni`] (what agents use) the sandbox instead gets
+//!   network mode `none` and no published ports: the agent's CNI plugins
+//!   wire it and map host ports (`agent::network`), and [`Runtime::netns`]
+//!   gives them its namespace, `/proc/<pid>/ns/net`.
 //! - App containers join the sandbox's network namespace
 //!   (`network_mode: container:<sandbox id>`), so they share its IP and
 //!   `localhost`. `command` replaces the image's ENTRYPOINT and `args` its
@@ -98,6 +102,15 @@ const SANDBOX_CONCURRENCY: usize = 2;
 /// Label on the pods network, so people can tell who made it.
 const LABEL_NETWORK: &str = "io.flotilla.network";
 
+/// How sandboxes get their network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodNetwork {
+    /// On the shared Docker bridge [`POD_NETWORK`] (one machine only).
+    Bridge,
+    /// Network mode `none`: CNI wires them (`agent::network`).
+    Cni,
+}
+
 /// What an inspection found for a container in one engine state; valid
 /// while the container stays in that state.
 #[derive(Debug, Clone)]
@@ -112,6 +125,7 @@ pub struct Docker {
     client: bollard::Docker,
     node: String,
     engine: String,
+    network: PodNetwork,
     inspected: Mutex<HashMap<String, Inspected>>,
     sandboxes: tokio::sync::Semaphore,
     /// Held while listing: one list at a time.
@@ -305,11 +319,12 @@ fn summary_status(detail: &ContainerState) -> ContainerSummaryStateEnum {
 impl Docker {
     /// Connects to the local engine (`DOCKER_HOST`, else
     /// `/var/run/docker.sock`) for the agent of `node`, agrees on an API
-    /// version, and makes sure the pods network exists.
+    /// version, and (with [`PodNetwork::Bridge`]) makes sure the pods
+    /// network exists.
     ///
     /// # Errors
     /// When the engine cannot be reached or refuses to make the network.
-    pub async fn connect(node: &str) -> Result<Docker, RuntimeError> {
+    pub async fn connect(node: &str, network: PodNetwork) -> Result<Docker, RuntimeError> {
         let client = bollard::Docker::connect_with_defaults()
             .map_err(|e| RuntimeError::Other(format!("connecting to the Docker Engine: {e}")))?;
         let client = timed(CALL_TIMEOUT, client.negotiate_version())
@@ -325,12 +340,15 @@ impl Docker {
             client,
             node: node.to_owned(),
             engine: version.version.unwrap_or_else(|| "unknown".into()),
+            network,
             inspected: Mutex::new(HashMap::new()),
             sandboxes: tokio::sync::Semaphore::new(SANDBOX_CONCURRENCY),
             listing: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
         };
-        docker.ensure_network().await?;
+        if network == PodNetwork::Bridge {
+            docker.ensure_network().await?;
+        }
         if !docker.image_present(SANDBOX_IMAGE).await? {
             tracing::warn!(
                 "the pod sandbox image {SANDBOX_IMAGE} is not on this Docker Engine: pods will wait in ContainerCreating until docker/build-images.sh builds it"
@@ -657,14 +675,21 @@ impl Runtime for Docker {
         // Never closed, so acquiring cannot fail; the time limits below
         // start once the turn has come.
         let _turn = self.sandboxes.acquire().await.ok();
-        let (exposed, bindings) = published(config);
+        let (exposed, bindings) = match self.network {
+            PodNetwork::Bridge => published(config),
+            PodNetwork::Cni => (Vec::new(), PortMap::new()),
+        };
+        let network_mode = match self.network {
+            PodNetwork::Bridge => POD_NETWORK,
+            PodNetwork::Cni => "none",
+        };
         let body = ContainerCreateBody {
             image: Some(SANDBOX_IMAGE.to_owned()),
             hostname: Some(config.hostname.chars().take(63).collect()),
             labels: Some(labels(&self.node, &config.pod, None, 0)),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             host_config: Some(HostConfig {
-                network_mode: Some(POD_NETWORK.to_owned()),
+                network_mode: Some(network_mode.to_owned()),
                 port_bindings: (!bindings.is_empty()).then_some(bindings),
                 dns: (!config.dns_servers.is_empty()).then(|| config.dns_servers.clone()),
                 dns_search: (!config.dns_search.is_empty()).then(|| config.dns_search.clone()),
@@ -720,6 +745,13 @@ impl Runtime for Docker {
                 return Err(e);
             }
         };
+        if self.network == PodNetwork::Cni {
+            self.lock().insert(id.clone(), inspected);
+            return Ok(Sandbox {
+                id,
+                ip: String::new(),
+            });
+        }
         let Some(ip) = inspected.ip.clone() else {
             self.discard(&id).await;
             return Err(RuntimeError::Other(format!(
@@ -885,6 +917,17 @@ impl Runtime for Docker {
             Ok(Err(e)) => Err(typed(id, timeout, e)),
             Err(_) => Err(RuntimeError::Timeout(timeout)),
         }
+    }
+
+    async fn netns(&self, id: &str) -> Result<Option<String>, RuntimeError> {
+        let details = timed(CALL_TIMEOUT, self.client.inspect_container(id, None))
+            .await
+            .map_err(|e| typed(id, CALL_TIMEOUT, e))?;
+        let state = details.state.unwrap_or_default();
+        Ok(match (state.running, state.pid) {
+            (Some(true), Some(pid)) if pid > 0 => Some(format!("/proc/{pid}/ns/net")),
+            _ => None,
+        })
     }
 }
 

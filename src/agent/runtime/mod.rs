@@ -248,4 +248,12 @@ pub trait Runtime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> Result<i64, RuntimeError>;
+
+    /// The network namespace of a running sandbox, as a path CNI plugins
+    /// can enter (`/proc/PID/ns/net`); None when it is not running or the
+    /// runtime has no namespaces (the fake).
+    async fn netns(&self, id: &str) -> Result<Option<String>, RuntimeError> {
+        let _ = id;
+        Ok(None)
+    }
 }
