@@ -70,6 +70,10 @@ fi
 work="$(mktemp -d /tmp/flotilla-schemathesis.XXXXXX)"
 reports="${ST_REPORT_DIR:-$work/reports}"
 mkdir -p "$reports"
+reports="$(cd "$reports" && pwd)"
+# schemathesis and Hypothesis keep their caches in the current directory:
+# keep them out of the source tree.
+cd "$work"
 master_pid=""
 cleanup() {
     if [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; then
