@@ -37,9 +37,11 @@
 #   ST_REPORT_DIR=            keep the NDJSON reports and logs here
 #   ST_DETAILS=1              print a reproduction of each distinct failure
 #
-# The long pass reported in issue 15 was, e.g.:
-#   ST_PHASES=examples,coverage,fuzzing ST_MAX_TIME=200 ST_WATCH_LIMIT=-1 \
+# The long pass reported for issue 15 (10 minutes, 10,562 requests) was:
+#   ST_PHASES=examples,fuzzing ST_MAX_TIME=200 ST_WATCH_LIMIT=10 \
 #       ST_MAX_EXAMPLES=100 tests/scripts/schemathesis.sh
+# and the exhaustive coverage phase (28,588 requests on api/v1 alone) is:
+#   ST_PHASES=examples,coverage,fuzzing tests/scripts/schemathesis.sh
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
