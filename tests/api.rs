@@ -924,3 +924,86 @@ async fn retried_writes_answer_the_first_attempts_outcome() {
         assert_eq!(code, 404, "the retry reported {name} deleted, yet: {body}");
     }
 }
+
+/// Requests found by fuzzing the served OpenAPI documents (schemathesis):
+/// every error is a Kubernetes `Status` with the right code, and what
+/// Kubernetes refuses is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_a_status() {
+    let cluster = Cluster::start(1).await;
+    let api = Api {
+        cluster: &cluster,
+        base: cluster.members[0].url(),
+    };
+    let is_status = |body: &Value, code: u16| {
+        body["kind"] == "Status" && body["code"] == code && body["status"] == "Failure"
+    };
+    for (method, path, code) in [
+        (reqwest::Method::GET, "/no/such/path", 404),
+        (reqwest::Method::GET, "/apis/apps", 404),
+        (reqwest::Method::POST, "/api", 405),
+        (reqwest::Method::DELETE, "/openapi/v3", 405),
+        (reqwest::Method::GET, "/api/v1/namespaces/%FF/pods", 400),
+        (reqwest::Method::GET, &format!("{PODS}?limit=abc"), 400),
+        (
+            reqwest::Method::GET,
+            &format!("{PODS}?watch=true&timeoutSeconds=abc"),
+            400,
+        ),
+    ] {
+        let (got, body) = api.call(method.clone(), path, None).await;
+        assert!(
+            got == code && is_status(&body, code),
+            "{method} {path}: {got} {body}"
+        );
+    }
+
+    // A chunked body over the limit (no Content-Length): 413 Status.
+    let big = vec![b' '; 4 << 20];
+    let stream = futures::stream::iter(
+        big.chunks(64 << 10)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let response = cluster
+        .http
+        .post(format!("{}{PODS}", api.base))
+        .bearer_auth(&cluster.token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("chunked post");
+    let code = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(code == 413 && is_status(&body, 413), "{code} {body}");
+
+    // Replicas beyond int32 are refused (one request must not flood the
+    // cluster with pods).
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "huge"},
+        "spec": {"replicas": 99_999_999_999_i64, "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    let (code, body) = api
+        .post("/apis/apps/v1/namespaces/default/deployments", &deployment)
+        .await;
+    assert!(code == 422 && is_status(&body, 422), "{code} {body}");
+
+    // A resourceVersion that is no revision does not turn off optimistic
+    // concurrency: 400, and nothing is written.
+    let (_, created) = api.post(PODS, &pod("rv", json!({"app": "rv"}))).await;
+    let mut changed = created.clone();
+    changed["metadata"]["resourceVersion"] = json!("abc");
+    changed["metadata"]["labels"]["app"] = json!("changed");
+    let (code, body) = api.put(&format!("{PODS}/rv"), &changed).await;
+    assert!(code == 400 && is_status(&body, 400), "{code} {body}");
+    let (code, body) = api
+        .patch(
+            &format!("{PODS}/rv"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"resourceVersion": "99999999999999999999999", "labels": {"app": "changed"}}}),
+        )
+        .await;
+    assert!(code == 400 && is_status(&body, 400), "{code} {body}");
+    let (_, now) = api.get(&format!("{PODS}/rv")).await;
+    assert_eq!(now["metadata"]["labels"]["app"], "rv");
+}

@@ -28,8 +28,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/read-index", post(read_index))
-        .layer(middleware::from_fn_with_state(node.clone(), authenticate))
-        .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        // A route layer: paths that are not Raft RPCs fall through to the
+        // API's own answer (a 404 Status), not to the peer-secret check.
+        .route_layer(middleware::from_fn_with_state(node.clone(), authenticate))
+        .route_layer(DefaultBodyLimit::max(MAX_RPC_BODY))
         .with_state(node)
 }
 

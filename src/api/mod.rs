@@ -129,10 +129,30 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .layer(middleware::from_fn(locate_leader))
         .with_state(ctx.clone())
         .merge(flotilla_raft::rpc::router(ctx.node.clone()))
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             ctx.metrics.clone(),
             metrics::track,
         ))
+}
+
+/// A path nothing serves: a 404 `Status`, as kube-apiserver answers.
+async fn unknown_path(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "the server could not find the requested resource ({})",
+        uri.path()
+    ))
+}
+
+/// A method a fixed route does not take: a 405 `Status`.
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::Detailed {
+        code: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        reason: "MethodNotAllowed",
+        message: format!("{method} is not supported on {}", uri.path()),
+        details: serde_json::json!({}),
+    }
 }
 
 /// Largest oversized body read (and discarded) before answering 413, so the

@@ -23,6 +23,7 @@ use crate::objects::registry::{self, Resource};
 use crate::objects::selectors::Selector;
 use crate::store::{self, Consistency, Deleted, Object, Outcome, Store, Update, WriteOptions};
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -96,29 +97,66 @@ async fn core(
     State(ctx): State<Arc<Context>>,
     Extension(caller): Extension<Caller>,
     method: Method,
-    Path(rest): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(serve(&ctx, &caller, method, "", "v1", &rest, &uri, &headers, body).await)
+    let parts = path
+        .map_err(bad_path)
+        .and_then(|Path(rest)| Ok((rest, body_of(body)?)));
+    respond(match parts {
+        Ok((rest, body)) => {
+            serve(&ctx, &caller, method, "", "v1", &rest, &uri, &headers, body).await
+        }
+        Err(e) => Err(e),
+    })
 }
 
 async fn grouped(
     State(ctx): State<Arc<Context>>,
     Extension(caller): Extension<Caller>,
     method: Method,
-    Path((group, version, rest)): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(
-        serve(
-            &ctx, &caller, method, &group, &version, &rest, &uri, &headers, body,
-        )
-        .await,
-    )
+    let parts = path
+        .map_err(bad_path)
+        .and_then(|Path(segments)| Ok((segments, body_of(body)?)));
+    respond(match parts {
+        Ok(((group, version, rest), body)) => {
+            serve(
+                &ctx, &caller, method, &group, &version, &rest, &uri, &headers, body,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    })
+}
+
+/// A path the router could not decode (not UTF-8 once percent-decoded).
+fn bad_path(rejection: PathRejection) -> ApiError {
+    ApiError::BadRequest(format!("invalid request path: {}", rejection.body_text()))
+}
+
+/// The request body, or the `Status` for one that could not be read (413
+/// for a body over the limit sent without a length, chunked).
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "request body is larger than the limit of {} bytes",
+                super::MAX_BODY
+            ))
+        } else {
+            ApiError::BadRequest(format!(
+                "unreadable request body: {}",
+                rejection.body_text()
+            ))
+        }
+    })
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {
@@ -245,6 +283,23 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
+/// The resourceVersion a written object names as its precondition: None
+/// when absent or empty (an unconditional write).
+///
+/// # Errors
+/// 400 when it is not a revision: a typo must not turn off optimistic
+/// concurrency.
+fn precondition(obj: &Value) -> Result<Option<Revision>, ApiError> {
+    match meta::meta_str(obj, "resourceVersion").filter(|rv| !rv.is_empty()) {
+        None => Ok(None),
+        Some(rv) => rv.parse::<Revision>().map(Some).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "metadata.resourceVersion: Invalid value: {rv:?}: must be a resource version this server issued (a number)"
+            ))
+        }),
+    }
+}
+
 /// Kubernetes' `details` for an object.
 fn details(resource: &Resource, name: &str) -> Value {
     json!({"name": name, "group": resource.group, "kind": resource.plural})
@@ -306,6 +361,21 @@ impl Request<'_> {
                 "node \"{node}\" may not write {} \"{name}\": a node writes only its own Node and Lease and pods bound to it",
                 self.resource().plural
             )))
+        }
+    }
+
+    /// An integer query parameter.
+    ///
+    /// # Errors
+    /// 400 when it is present but not an integer.
+    fn number(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.query.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "{name}: Invalid value: {text:?}: must be an integer"
+                ))
+            }),
         }
     }
 
@@ -405,11 +475,8 @@ impl Request<'_> {
         if let Some(after) = &after {
             objects.retain(|o| o.key.as_str() > after.as_str());
         }
-        let limit: usize = self
-            .query
-            .get("limit")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
+        // A negative limit is no limit, as in Kubernetes.
+        let limit = usize::try_from(self.number("limit")?.unwrap_or(0)).unwrap_or(0);
         let mut list_meta = json!({"resourceVersion": revision.to_string()});
         if limit > 0 && objects.len() > limit {
             objects.truncate(limit);
@@ -589,7 +656,7 @@ impl Request<'_> {
         if sub == Some("scale") {
             return self.update_scale(|_| Ok(new.clone())).await;
         }
-        let wanted = meta::resource_version(&new);
+        let wanted = precondition(&new)?;
         let stored = self
             .guaranteed_update(true, |current| {
                 if wanted.is_some_and(|w| w != current.revision) {
@@ -646,7 +713,7 @@ impl Request<'_> {
         let stored = self
             .guaranteed_update(false, |current| {
                 let patched = apply(&current.value)?;
-                if meta::resource_version(&patched).is_some_and(|rv| rv != current.revision) {
+                if precondition(&patched)?.is_some_and(|rv| rv != current.revision) {
                     return Ok(Update::Conflict);
                 }
                 Ok(Update::Write(self.merge_for(
@@ -697,7 +764,7 @@ impl Request<'_> {
         let stored = self
             .guaranteed_update(true, |current| {
                 let scale = change(&self.scale_of(&current.value))?;
-                if meta::resource_version(&scale).is_some_and(|rv| rv != current.revision) {
+                if precondition(&scale)?.is_some_and(|rv| rv != current.revision) {
                     return Ok(Update::Conflict);
                 }
                 let replicas = match scale["spec"]["replicas"].as_i64() {
@@ -1017,12 +1084,11 @@ impl Request<'_> {
         let prefix = self
             .resource()
             .namespace_prefix(self.target.namespace.as_deref());
-        let timeout = self
-            .query
-            .get("timeoutSeconds")
-            .and_then(|t| t.parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(1800));
+        // Absent or 0: the server's default, as kube-apiserver's.
+        let timeout = match self.number("timeoutSeconds")? {
+            Some(seconds) if seconds > 0 => Duration::from_secs(seconds.unsigned_abs()),
+            _ => Duration::from_secs(1800),
+        };
         let bookmarks = self
             .query
             .get("allowWatchBookmarks")

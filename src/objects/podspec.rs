@@ -146,11 +146,18 @@ pub fn workload(obj: &Value, errors: &mut Errors) {
         return;
     };
     if let Some(replicas) = spec.get("replicas") {
-        if replicas.as_i64().is_none_or(|n| n < 0) {
-            errors.invalid(
+        // Kubernetes types replicas as int32: anything larger is refused, not
+        // a flood of pods.
+        match replicas.as_i64() {
+            Some(n) if n > i64::from(i32::MAX) => errors.invalid(
+                "spec.replicas",
+                format!("Invalid value: {replicas}: must be no more than 2147483647"),
+            ),
+            Some(n) if n >= 0 => {}
+            _ => errors.invalid(
                 "spec.replicas",
                 format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-            );
+            ),
         }
     }
     let selector = spec
