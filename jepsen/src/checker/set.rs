@@ -27,32 +27,43 @@ pub struct SetReport {
     pub recovered: usize,
 }
 
-/// Checks a set history; `expected_reads` is how many final reads there must be.
-pub fn check(events: &[Event], expected_reads: usize) -> SetReport {
+/// The elements of a history's adds: every one invoked, and those whose add
+/// was acknowledged (`ok`).
+pub fn adds(events: &[Event]) -> (BTreeSet<i64>, BTreeSet<i64>) {
     let mut invoked: HashMap<u64, i64> = HashMap::new();
     let mut attempted = BTreeSet::new();
     let mut acknowledged = BTreeSet::new();
-    let mut reads: Vec<BTreeSet<i64>> = Vec::new();
-    for event in events {
-        match (event.f, event.kind, &event.value) {
-            (Function::Add, Kind::Invoke, Some(Value::Int(x))) => {
+    for event in events.iter().filter(|e| e.f == Function::Add) {
+        match (event.kind, &event.value) {
+            (Kind::Invoke, Some(Value::Int(x))) => {
                 invoked.insert(event.process, *x);
                 attempted.insert(*x);
             }
-            (Function::Add, Kind::Ok, _) => {
+            (Kind::Ok, _) => {
                 if let Some(x) = invoked.remove(&event.process) {
                     acknowledged.insert(x);
                 }
             }
-            (Function::Add, _, _) => {
+            _ => {
                 invoked.remove(&event.process);
             }
-            (Function::ReadAll, Kind::Ok, Some(Value::Many(elements))) => {
-                reads.push(elements.iter().copied().collect());
-            }
-            _ => {}
         }
     }
+    (attempted, acknowledged)
+}
+
+/// Checks a set history; `expected_reads` is how many final reads there must be.
+pub fn check(events: &[Event], expected_reads: usize) -> SetReport {
+    let (attempted, acknowledged) = adds(events);
+    let reads: Vec<BTreeSet<i64>> = events
+        .iter()
+        .filter_map(|event| match (event.f, event.kind, &event.value) {
+            (Function::ReadAll, Kind::Ok, Some(Value::Many(elements))) => {
+                Some(elements.iter().copied().collect())
+            }
+            _ => None,
+        })
+        .collect();
     let mut lost = BTreeSet::new();
     let mut unexpected = BTreeSet::new();
     let mut recovered = BTreeSet::new();

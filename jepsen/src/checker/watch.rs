@@ -15,7 +15,7 @@
 //! and the watchers agree: a key was seen at the same revision by all. An
 //! acknowledged add that no watcher saw at all is lost.
 
-use crate::history::{Event, Function, Kind, Value};
+use crate::history::Event;
 use crate::watch::{Log, WATCH_PREFIX};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -59,26 +59,7 @@ fn element(key: &str) -> Option<i64> {
 /// Checks the adds of `events` against what `watchers` watchers logged;
 /// `caught_up` lists whether each watcher reached the last write.
 pub fn check(events: &[Event], log: &Log, caught_up: &[bool]) -> WatchReport {
-    let mut invoked: HashMap<u64, i64> = HashMap::new();
-    let mut attempted = BTreeSet::new();
-    let mut acknowledged = BTreeSet::new();
-    for event in events {
-        match (event.f, event.kind, &event.value) {
-            (Function::Add, Kind::Invoke, Some(Value::Int(x))) => {
-                invoked.insert(event.process, *x);
-                attempted.insert(*x);
-            }
-            (Function::Add, Kind::Ok, _) => {
-                if let Some(x) = invoked.remove(&event.process) {
-                    acknowledged.insert(x);
-                }
-            }
-            (Function::Add, _, _) => {
-                invoked.remove(&event.process);
-            }
-            _ => {}
-        }
-    }
+    let (attempted, acknowledged) = super::set::adds(events);
     let watchers = caught_up.len();
     let mut report = WatchReport {
         watchers,
@@ -159,6 +140,7 @@ pub fn check(events: &[Event], log: &Log, caught_up: &[bool]) -> WatchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::{Function, Kind, Value};
     use crate::watch::{Gap, Seen};
 
     fn add(index: usize, process: u64, kind: Kind, x: i64) -> Event {
