@@ -18,7 +18,9 @@
 //! - [`master`] (a control-plane member: identity, store, server, loops) and
 //!   [`cli`] (the command line), with [`bench`] (load generators).
 //!
-//! Beside the layers: [`security`] (PKI, join tokens, node credentials),
+//! Beside the layers: [`https`] (the TLS server with connection limits that
+//! masters and agents serve on), [`host`] (this machine's name),
+//! [`security`] (PKI, join tokens, node credentials),
 //! [`client`] (the HTTP client `ctl` and agents use: leader redirects,
 //! rotation through masters; kubeconfig files) and [`wire`] (types both ends
 //! of an HTTP call share).
@@ -31,6 +33,8 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod controllers;
+pub mod host;
+pub mod https;
 pub mod master;
 pub mod objects;
 pub mod scheduler;

@@ -45,11 +45,11 @@ async fn join_trusts_only_the_pinned_ca() {
         .expect("bind");
     let addr = tcp.local_addr().expect("addr").to_string();
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(flotilla::master::tls::serve(
+    let server = tokio::spawn(flotilla::https::serve(
         tcp,
         pki::server_config(&forged).expect("tls config"),
         router,
-        flotilla::master::tls::Limits::default(),
+        flotilla::https::Limits::default(),
         Arc::new(|_| false),
         stop.clone(),
     ));
@@ -80,11 +80,11 @@ async fn serve_certificate(serving: pki::Serving) -> (String, tokio::task::JoinH
         .expect("bind");
     let addr = tcp.local_addr().expect("addr").to_string();
     let router = axum::Router::new().fallback(|| async { "ok" });
-    let handle = tokio::spawn(flotilla::master::tls::serve(
+    let handle = tokio::spawn(flotilla::https::serve(
         tcp,
         pki::server_config(&serving).expect("tls config"),
         router,
-        flotilla::master::tls::Limits::default(),
+        flotilla::https::Limits::default(),
         Arc::new(|_| false),
         tokio_util::sync::CancellationToken::new(),
     ));
@@ -395,7 +395,7 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
 /// request are closed after the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_connections_are_bounded() {
-    flotilla::master::tls::raise_fd_limit();
+    flotilla::https::raise_fd_limit();
     let cluster = Cluster::start_configured(
         3,
         &[],

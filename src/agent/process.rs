@@ -95,10 +95,7 @@ pub async fn join_or_resume(options: &Options) -> anyhow::Result<Joined> {
             options.data_dir.display()
         );
     };
-    let name = options
-        .name
-        .clone()
-        .unwrap_or_else(crate::master::host_name);
+    let name = options.name.clone().unwrap_or_else(crate::host::name);
     let address = options
         .address
         .clone()

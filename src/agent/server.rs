@@ -116,7 +116,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> Result<(), pki::PkiError> {
     let config = pki::server_config(&serving)?;
-    crate::master::tls::raise_fd_limit();
+    crate::https::raise_fd_limit();
     let router = Router::new()
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
@@ -125,11 +125,11 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .with_state(Arc::new(Server { runtime, secret }));
     // Only masters call here: a modest cap, no member reserve.
-    let limits = crate::master::tls::Limits {
+    let limits = crate::https::Limits {
         max_connections: 1024,
         peer_reserve: 0,
-        ..crate::master::tls::Limits::default()
+        ..crate::https::Limits::default()
     };
-    crate::master::tls::serve(tcp, config, router, limits, Arc::new(|_| false), stop).await;
+    crate::https::serve(tcp, config, router, limits, Arc::new(|_| false), stop).await;
     Ok(())
 }

@@ -70,7 +70,7 @@ pub struct MemberFlags {
     pub election_timeout: Duration,
     /// Connections from clients that are not members, at most (members
     /// have a reserve of their own beyond this).
-    #[arg(long, default_value_t = master::tls::Limits::default().max_connections, hide = true)]
+    #[arg(long, default_value_t = crate::https::Limits::default().max_connections, hide = true)]
     pub max_connections: usize,
     /// Time a client has to send a request's head, and the longest a
     /// connection may idle between requests.
@@ -93,10 +93,10 @@ impl MemberFlags {
                 election_timeout: (self.election_timeout, self.election_timeout * 2),
                 ..flotilla_raft::Config::default()
             },
-            limits: master::tls::Limits {
+            limits: crate::https::Limits {
                 max_connections: self.max_connections,
                 header_read_timeout: self.header_read_timeout,
-                ..master::tls::Limits::default()
+                ..crate::https::Limits::default()
             },
         }
     }

@@ -7,11 +7,11 @@
 //! in-flight requests get a few seconds, then Raft shuts down.
 
 pub mod identity;
-pub mod tls;
 
 use crate::api::{self, Context};
 use crate::client::kubeconfig::Kubeconfig;
 use crate::client::{self, Client};
+use crate::https as tls;
 use crate::security::{self, pki, tokens, tokens::Role};
 use crate::wire::{JoinComplete, JoinGrant, JoinRequest, MemberView};
 use anyhow::{bail, Context as _};
@@ -66,30 +66,6 @@ pub enum Start {
     },
 }
 
-/// This machine's host name, lower-cased and made a valid member or node name.
-pub fn host_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_else(|_| "master".into());
-    let cleaned: String = raw
-        .trim()
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if cleaned.is_empty() {
-        "master".into()
-    } else {
-        cleaned
-    }
-}
-
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -133,7 +109,7 @@ pub async fn run(start: Start, options: Options) -> anyhow::Result<()> {
         .name
         .clone()
         .or_else(|| existing.as_ref().map(|i| i.name.clone()))
-        .unwrap_or_else(host_name);
+        .unwrap_or_else(crate::host::name);
 
     let identity = match (&existing, &start) {
         (Some(identity), _) => {
