@@ -150,27 +150,7 @@ async fn worker_certificates_do_not_pass_for_masters() {
     assert!(refused.is_err(), "a node named 127.0.0.1 was accepted");
 
     // The log proxy, which trusts the agent CA, still reaches the node.
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "talker", "namespace": "default"},
-        "spec": {"nodeName": "w1", "containers": [{"name": "c", "image": "fake/talker:1"}]}
-    });
-    let created = cluster
-        .http
-        .post(format!(
-            "{}/api/v1/namespaces/default/pods",
-            cluster.members[0].url()
-        ))
-        .bearer_auth(&cluster.token)
-        .json(&pod)
-        .send()
-        .await
-        .expect("create pod");
-    assert!(
-        created.status().is_success(),
-        "create pod: {}",
-        created.status()
-    );
+    create_pod_on_w1(&cluster, "talker").await;
     let this = &cluster;
     wait_for(
         "the log proxy to reach w1's agent",
@@ -511,27 +491,7 @@ async fn agents_follow_masters_added_after_they_joined() {
     )
     .await;
     let index = cluster.add_worker("w1", "fake").await;
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "stays", "namespace": "default"},
-        "spec": {"nodeName": "w1", "containers": [{"name": "c", "image": "fake/stays:1"}]}
-    });
-    let created = cluster
-        .http
-        .post(format!(
-            "{}/api/v1/namespaces/default/pods",
-            cluster.members[0].url()
-        ))
-        .bearer_auth(&cluster.token)
-        .json(&pod)
-        .send()
-        .await
-        .expect("create pod");
-    assert!(
-        created.status().is_success(),
-        "create pod: {}",
-        created.status()
-    );
+    create_pod_on_w1(&cluster, "stays").await;
     cluster.join("m2").await;
     cluster.join("m3").await;
     let cache = cluster.workers[index].dir.join("node.members.json");
@@ -572,4 +532,29 @@ async fn agents_follow_masters_added_after_they_joined() {
         .await
         .expect("the pod of a live node is still there");
     assert!(pod["metadata"]["deletionTimestamp"].is_null());
+}
+
+/// Creates pod `name` in `default`, bound to node w1 (image `fake/NAME:1`).
+async fn create_pod_on_w1(cluster: &Cluster, name: &str) {
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": "w1", "containers": [{"name": "c", "image": format!("fake/{name}:1")}]}
+    });
+    let created = cluster
+        .http
+        .post(format!(
+            "{}/api/v1/namespaces/default/pods",
+            cluster.members[0].url()
+        ))
+        .bearer_auth(&cluster.token)
+        .json(&pod)
+        .send()
+        .await
+        .expect("create pod");
+    assert!(
+        created.status().is_success(),
+        "create pod: {}",
+        created.status()
+    );
 }
